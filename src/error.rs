@@ -1,0 +1,101 @@
+//! The crate's one error type: every failure a user can cause is a variant.
+
+/// Everything that can go wrong when building, training or running a network.
+///
+/// The library never panics on user data; it returns one of these instead.
+/// Each message names what was wrong and where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// An array does not have the shape the operation needs.
+    #[error("shape mismatch in {context}: expected {expected}, got {got}")]
+    Shape {
+        /// The operation and argument, e.g. `"fit: features"`.
+        context: &'static str,
+        /// The shape that was needed.
+        expected: String,
+        /// The shape that was given.
+        got: String,
+    },
+    /// An input holds NaN or an infinity.
+    #[error("{context} holds a non-finite value ({value}) at row {row}, column {col}")]
+    NonFinite {
+        /// The array that held it.
+        context: &'static str,
+        /// Row of the first offending value.
+        row: usize,
+        /// Column of the first offending value.
+        col: usize,
+        /// The value itself.
+        value: f32,
+    },
+    /// A class label is not below the number of classes.
+    #[error("{context}: label {label} at row {row} is out of range for {classes} classes")]
+    LabelOutOfRange {
+        /// The array that held it.
+        context: &'static str,
+        /// Row of the label.
+        row: usize,
+        /// The label.
+        label: usize,
+        /// The number of classes the network outputs.
+        classes: usize,
+    },
+    /// A target value that the loss cannot accept (e.g. a probability outside [0, 1]).
+    #[error("{context}: target {value} at row {row}, column {col} is invalid: {reason}")]
+    InvalidTarget {
+        /// The array that held it.
+        context: &'static str,
+        /// Row of the value.
+        row: usize,
+        /// Column of the value.
+        col: usize,
+        /// The value.
+        value: f32,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// An input has no rows or no columns.
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    /// A setting is out of its range (zero batch size, negative learning rate, ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The loss cannot be combined with the network's output layer.
+    #[error("loss {loss} does not fit the output layer ({activation}, width {width}): {reason}")]
+    LossMismatch {
+        /// The loss.
+        loss: &'static str,
+        /// The output layer's activation.
+        activation: &'static str,
+        /// The output layer's width.
+        width: usize,
+        /// What would fit.
+        reason: &'static str,
+    },
+    /// An operation was called out of order (e.g. `backward` before `forward`).
+    #[error("{0}")]
+    State(&'static str),
+    /// Training produced a non-finite loss; the weights are left as they were before the step.
+    #[error(
+        "training diverged: the loss became {loss} at epoch {epoch}, batch {batch}; try a smaller learning rate or gradient clipping"
+    )]
+    Diverged {
+        /// The non-finite loss.
+        loss: f32,
+        /// Epoch (from 1).
+        epoch: usize,
+        /// Mini-batch within the epoch (from 1).
+        batch: usize,
+    },
+    /// The thread pool or the BLAS library could not be configured.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Formats a shape for error messages: `256 x 784`.
+pub(crate) fn shape_str(rows: usize, cols: usize) -> String {
+    format!("{rows} x {cols}")
+}

@@ -1,0 +1,169 @@
+//! The BLAS backend: every product goes to `cblas_sgemm`.
+//!
+//! Views in row-major or column-major layout are passed through as they are (a
+//! column-major view is a transposed row-major one); anything else is copied to a
+//! contiguous array first. The thread count of OpenBLAS follows the current rayon
+//! pool, so one setting drives both and they never oversubscribe the cores.
+
+use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+/// How a view can be described to BLAS: transpose flag and leading dimension.
+fn layout(v: &ArrayView2<'_, f32>) -> Option<(CBLAS_TRANSPOSE, i32)> {
+    let (r, c) = v.dim();
+    let s = v.strides();
+    if (s[1] == 1 || c <= 1) && (r <= 1 || s[0] >= c.max(1) as isize) {
+        let ld = if r <= 1 { c.max(1) as isize } else { s[0] };
+        return i32::try_from(ld)
+            .ok()
+            .map(|ld| (CBLAS_TRANSPOSE::CblasNoTrans, ld));
+    }
+    if (s[0] == 1 || r <= 1) && (c <= 1 || s[1] >= r.max(1) as isize) {
+        let ld = if c <= 1 { r.max(1) as isize } else { s[1] };
+        return i32::try_from(ld)
+            .ok()
+            .map(|ld| (CBLAS_TRANSPOSE::CblasTrans, ld));
+    }
+    None
+}
+
+/// `C ← α·A·B + β·C` through `cblas_sgemm` (shapes already checked).
+pub(crate) fn gemm(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<'_, f32>,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || alpha == 0.0 {
+        super::scale_c(beta, &mut c);
+        return;
+    }
+    let too_big = [m, n, k].iter().any(|&d| i32::try_from(d).is_err());
+    if too_big {
+        super::simd::gemm(alpha, a, b, beta, c, super::Parallelism::auto());
+        return;
+    }
+    sync_threads();
+    let c_view = c.view();
+    let c_row_major = matches!(layout(&c_view), Some((CBLAS_TRANSPOSE::CblasNoTrans, _)));
+    let c_col_major = matches!(layout(&c_view), Some((CBLAS_TRANSPOSE::CblasTrans, _)));
+    if c_row_major {
+        row_major(alpha, a, b, beta, c);
+    } else if c_col_major {
+        // Cᵀ = Bᵀ·Aᵀ, and Cᵀ is row-major.
+        row_major(alpha, b.t(), a.t(), beta, c.reversed_axes());
+    } else {
+        let mut tmp: Array2<f32> = if beta == 0.0 {
+            Array2::zeros((m, n))
+        } else {
+            c.to_owned()
+        };
+        row_major(alpha, a, b, beta, tmp.view_mut());
+        c.assign(&tmp);
+    }
+}
+
+/// The call itself, for a row-major C.
+fn row_major(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<'_, f32>,
+) {
+    let a_owned;
+    let (a, (ta, lda)) = match layout(&a) {
+        Some(l) => (a, l),
+        None => {
+            a_owned = a.as_standard_layout().into_owned();
+            let l = (CBLAS_TRANSPOSE::CblasNoTrans, a_owned.ncols().max(1) as i32);
+            (a_owned.view(), l)
+        }
+    };
+    let b_owned;
+    let (b, (tb, ldb)) = match layout(&b) {
+        Some(l) => (b, l),
+        None => {
+            b_owned = b.as_standard_layout().into_owned();
+            let l = (CBLAS_TRANSPOSE::CblasNoTrans, b_owned.ncols().max(1) as i32);
+            (b_owned.view(), l)
+        }
+    };
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let ldc = {
+        let cv = c.view();
+        match layout(&cv) {
+            Some((_, ld)) => ld,
+            None => n.max(1) as i32,
+        }
+    };
+    // SAFETY: the layouts above describe the views exactly; dimensions fit in i32
+    // (checked by the caller) and C does not alias A or B (it is borrowed mutably).
+    unsafe {
+        cblas_sgemm(
+            CBLAS_LAYOUT::CblasRowMajor,
+            ta,
+            tb,
+            m as i32,
+            n as i32,
+            k as i32,
+            alpha,
+            a.as_ptr(),
+            lda,
+            b.as_ptr(),
+            ldb,
+            beta,
+            c.as_mut_ptr(),
+            ldc,
+        );
+    }
+}
+
+#[cfg(feature = "openblas")]
+mod openblas {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    unsafe extern "C" {
+        fn openblas_set_num_threads(num_threads: std::ffi::c_int);
+        fn openblas_get_corename() -> *const std::ffi::c_char;
+    }
+
+    static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Makes OpenBLAS use as many threads as the current rayon pool.
+    pub(crate) fn sync_threads() {
+        let want = rayon::current_num_threads().max(1);
+        if THREADS.swap(want, Ordering::Relaxed) != want {
+            // SAFETY: a plain setter in OpenBLAS.
+            unsafe { openblas_set_num_threads(want as std::ffi::c_int) };
+        }
+    }
+
+    /// The name of the kernel set OpenBLAS chose for this CPU (e.g. `"SkylakeX"`).
+    pub fn core_name() -> String {
+        // SAFETY: OpenBLAS returns a static NUL-terminated string.
+        unsafe {
+            let p = openblas_get_corename();
+            if p.is_null() {
+                return String::from("unknown");
+            }
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+#[cfg(feature = "openblas")]
+pub use openblas::core_name;
+#[cfg(feature = "openblas")]
+use openblas::sync_threads;
+
+/// A generic BLAS has no thread setting we can reach; it keeps its own.
+#[cfg(not(feature = "openblas"))]
+fn sync_threads() {}

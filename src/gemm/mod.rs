@@ -1,0 +1,183 @@
+//! Matrix multiplication: the one entry point for every dense product in the crate.
+//!
+//! [`gemm`] computes `C ← α·A·B + β·C` for row-major `ndarray` views. A transposed
+//! operand is simply a transposed view (`a.t()`): both backends read any strides.
+//!
+//! - Default build: [`simd`], the crate's own packed, cache-blocked kernel
+//!   (BLIS loop nest, `wide` micro-kernel, rayon over output blocks).
+//! - Feature `blas` / `openblas`: [`blas`], which hands the product to `cblas_sgemm`.
+//!
+//! [`reference`] is a plain triple loop that the tests compare both against.
+
+#[cfg(feature = "blas")]
+pub mod blas;
+pub mod reference;
+pub mod simd;
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::error::{Error, Result, shape_str};
+
+/// Which implementation [`gemm`] dispatches to in this build.
+pub const BACKEND: &str = if cfg!(feature = "blas") {
+    "blas"
+} else {
+    "simd"
+};
+
+/// Computes `C ← α·A·B + β·C`.
+///
+/// Shapes: `A` is `m × k`, `B` is `k × n`, `C` is `m × n`. Any operand may be a
+/// transposed or strided view. When `β = 0`, `C` is not read (it may hold NaN).
+///
+/// Runs on the current rayon pool's threads when the product is large enough to
+/// be worth it; the result is bit-identical for any thread count on the default
+/// backend (work is split over output blocks only, never over `k`).
+///
+/// # Errors
+/// [`Error::Shape`] when the inner or outer dimensions disagree.
+///
+/// # Example
+/// ```
+/// use ndarray::{array, Array2};
+/// let a = array![[1.0f32, 2.0], [3.0, 4.0]];
+/// let b = array![[5.0f32, 6.0], [7.0, 8.0]];
+/// let mut c = Array2::zeros((2, 2));
+/// // C = Aᵀ·B
+/// feedforward::gemm::gemm(1.0, a.t(), b.view(), 0.0, c.view_mut())?;
+/// assert_eq!(c, array![[26.0, 30.0], [38.0, 44.0]]);
+/// # Ok::<(), feedforward::Error>(())
+/// ```
+pub fn gemm(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    c: ArrayViewMut2<'_, f32>,
+) -> Result<()> {
+    check_shapes(&a, &b, &c)?;
+    #[cfg(feature = "blas")]
+    {
+        blas::gemm(alpha, a, b, beta, c);
+    }
+    #[cfg(not(feature = "blas"))]
+    {
+        simd::gemm(alpha, a, b, beta, c, Parallelism::auto());
+    }
+    Ok(())
+}
+
+/// Checks `A: m × k`, `B: k × n`, `C: m × n`.
+pub(crate) fn check_shapes(
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    c: &ArrayViewMut2<'_, f32>,
+) -> Result<()> {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    if k != k2 {
+        return Err(Error::Shape {
+            context: "gemm: B must have as many rows as A has columns",
+            expected: shape_str(k, n),
+            got: shape_str(k2, n),
+        });
+    }
+    if c.dim() != (m, n) {
+        return Err(Error::Shape {
+            context: "gemm: C must be rows(A) x cols(B)",
+            expected: shape_str(m, n),
+            got: shape_str(c.nrows(), c.ncols()),
+        });
+    }
+    Ok(())
+}
+
+/// How many threads a kernel may use: the explicit form of the "is it worth it" decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Run on the calling thread only.
+    None,
+    /// Split the work over the current rayon pool (its thread count is given).
+    Rayon(usize),
+}
+
+impl Parallelism {
+    /// `Rayon(n)` with the current pool's thread count, or `None` when it has one thread.
+    pub fn auto() -> Self {
+        match rayon::current_num_threads() {
+            0 | 1 => Parallelism::None,
+            n => Parallelism::Rayon(n),
+        }
+    }
+
+    /// The number of threads this allows.
+    pub fn threads(self) -> usize {
+        match self {
+            Parallelism::None => 1,
+            Parallelism::Rayon(n) => n.max(1),
+        }
+    }
+}
+
+/// A read-only strided matrix: element `(i, j)` lives at `ptr + i·rs + j·cs`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatRef {
+    pub ptr: *const f32,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+/// A writable strided matrix, laid out like [`MatRef`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatMut {
+    pub ptr: *mut f32,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+// SAFETY: the pointers are only dereferenced inside `gemm` calls, which borrow the
+// underlying views for their whole duration; parallel tasks write disjoint blocks of C.
+unsafe impl Send for MatRef {}
+unsafe impl Sync for MatRef {}
+unsafe impl Send for MatMut {}
+unsafe impl Sync for MatMut {}
+
+impl MatRef {
+    pub(crate) fn from_view(v: &ArrayView2<'_, f32>) -> Self {
+        let s = v.strides();
+        MatRef {
+            ptr: v.as_ptr(),
+            rows: v.nrows(),
+            cols: v.ncols(),
+            rs: s[0],
+            cs: s[1],
+        }
+    }
+}
+
+impl MatMut {
+    pub(crate) fn from_view(v: &mut ArrayViewMut2<'_, f32>) -> Self {
+        let s = v.strides();
+        let (rs, cs) = (s[0], s[1]);
+        MatMut {
+            ptr: v.as_mut_ptr(),
+            rows: v.nrows(),
+            cols: v.ncols(),
+            rs,
+            cs,
+        }
+    }
+}
+
+/// `C ← β·C` (with `β = 0` writing zeros without reading): the whole product when `k = 0` or `α = 0`.
+pub(crate) fn scale_c(beta: f32, c: &mut ArrayViewMut2<'_, f32>) {
+    if beta == 0.0 {
+        c.fill(0.0);
+    } else if beta != 1.0 {
+        c.map_inplace(|x| *x *= beta);
+    }
+}

@@ -1,0 +1,103 @@
+//! The register-blocked micro-kernel: an `MR × NR` tile of C from packed slivers of A and B.
+//!
+//! The vector type is chosen at compile time, because `wide` picks its instructions
+//! from the target features the crate is compiled with:
+//!
+//! | target features | vector      | `MR × NR` | accumulator registers |
+//! |-----------------|-------------|-----------|-----------------------|
+//! | AVX-512F        | `f32x16`    | 12 × 32   | 24 of 32              |
+//! | AVX (+FMA)      | `f32x8`     | 6 × 16    | 12 of 16              |
+//! | otherwise       | `f32x4`     | 4 × 8     | 8 of 16               |
+//!
+//! Each step of the `k` loop loads one row of the B sliver (two vectors), broadcasts
+//! `MR` values of the A sliver and issues `2·MR` fused multiply-adds.
+
+/// The SIMD vector the kernel is built from.
+#[cfg(target_feature = "avx512f")]
+pub(crate) type V = wide::f32x16;
+/// The SIMD vector the kernel is built from.
+#[cfg(all(not(target_feature = "avx512f"), target_feature = "avx"))]
+pub(crate) type V = wide::f32x8;
+/// The SIMD vector the kernel is built from.
+#[cfg(not(any(target_feature = "avx512f", target_feature = "avx")))]
+pub(crate) type V = wide::f32x4;
+
+/// `f32` lanes in [`V`].
+pub(crate) const LANES: usize = size_of::<V>() / size_of::<f32>();
+
+/// Rows of C per micro-tile (values of A broadcast per `k` step).
+pub const MR: usize = if cfg!(target_feature = "avx512f") {
+    12
+} else if cfg!(target_feature = "avx") {
+    6
+} else {
+    4
+};
+
+/// Columns of C per micro-tile: two vectors.
+pub const NR: usize = 2 * LANES;
+
+#[inline(always)]
+unsafe fn load(p: *const f32) -> V {
+    // SAFETY: the caller guarantees LANES readable floats at `p`.
+    unsafe { p.cast::<V>().read_unaligned() }
+}
+
+#[inline(always)]
+unsafe fn store(p: *mut f32, v: V) {
+    // SAFETY: the caller guarantees LANES writable floats at `p`.
+    unsafe { p.cast::<V>().write_unaligned(v) }
+}
+
+/// `C[0..MR, 0..NR] ← α·(A_sliver · B_sliver) + β·C` over `kc` steps.
+///
+/// `a` is a packed A sliver (`kc × MR`, one column of the tile's rows per step),
+/// `b` a packed B sliver (`kc × NR`). C's rows are `rsc` floats apart and each
+/// row is contiguous. With `β = 0`, C is written without being read.
+///
+/// # Safety
+/// `a` must hold `kc·MR` floats, `b` `kc·NR`, and C must be a writable
+/// `MR × NR` tile with row stride `rsc` and unit column stride.
+#[inline(always)]
+pub(crate) unsafe fn tile(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: isize,
+    alpha: f32,
+    beta: f32,
+) {
+    let mut acc = [[V::splat(0.0); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        // SAFETY: within the packed slivers, as the caller guarantees.
+        unsafe {
+            let b0 = load(b);
+            let b1 = load(b.add(LANES));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = V::splat(*a.add(i));
+                row[0] = ai.mul_add(b0, row[0]);
+                row[1] = ai.mul_add(b1, row[1]);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+    }
+    let va = V::splat(alpha);
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: row i of the C tile, as the caller guarantees.
+        unsafe {
+            let ci = c.offset(i as isize * rsc);
+            if beta == 0.0 {
+                store(ci, row[0] * va);
+                store(ci.add(LANES), row[1] * va);
+            } else {
+                let vb = V::splat(beta);
+                store(ci, load(ci).mul_add(vb, row[0] * va));
+                let ci1 = ci.add(LANES);
+                store(ci1, load(ci1).mul_add(vb, row[1] * va));
+            }
+        }
+    }
+}

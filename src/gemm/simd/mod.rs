@@ -1,0 +1,321 @@
+//! The pure-Rust gemm: packed, cache-blocked, SIMD, parallel over output blocks.
+//!
+//! The loop nest is the five loops of BLIS (Van Zee & van de Geijn, 2015):
+//!
+//! ```text
+//! loop 5  for jc in 0..n step NC     a column panel of B and C       (B panel in L3)
+//! loop 4    for pc in 0..k step KC   pack B[pc.., jc..] (kc × nc)
+//! loop 3      for ic in 0..m step MC pack A[ic.., pc..] (mc × kc)     (A block in L2)
+//! loop 2        for jr in 0..nc step NR                              (B sliver in L1)
+//! loop 1          for ir in 0..mc step MR   micro-kernel: MR × NR tile of C
+//! ```
+//!
+//! Loops 3 and 2 together are split into independent tasks over output blocks and
+//! run on rayon; `k` is never split, so every element of C is accumulated in the same
+//! order whatever the thread count: results are bit-identical for 1 or N threads.
+
+mod kernel;
+mod pack;
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
+
+use kernel::{LANES, V};
+pub use kernel::{MR, NR};
+
+use super::{MatMut, MatRef, Parallelism};
+use crate::error::Result;
+
+/// Depth of a packed block (`k` per pass): an A sliver (`MR·KC`) and a B sliver
+/// (`NR·KC`) together stay well inside L1.
+pub const KC: usize = 256;
+/// Rows of A per packed block: `MC·KC` floats (192 KiB with AVX-512) sit in L2.
+pub const MC: usize = MR * 16;
+/// Columns of B per packed panel: `KC·NC` floats (4 MiB) sit in L3.
+pub const NC: usize = NR * 128;
+
+/// Products smaller than this many multiply-adds run on one thread: below it,
+/// waking a second thread costs more than it saves.
+pub const PARALLEL_THRESHOLD: usize = 1 << 19;
+
+thread_local! {
+    static PACK_A: RefCell<Vec<V>> = const { RefCell::new(Vec::new()) };
+    static PACK_B: RefCell<Vec<V>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's packing buffer of at least `len` floats.
+///
+/// The buffer grows to the largest size ever asked for and is then reused, so a
+/// steady stream of products allocates nothing. If the buffer is already borrowed
+/// (a rayon task stolen while this thread waits inside another gemm), a temporary
+/// buffer is used instead.
+fn with_buffer<R>(
+    key: &'static LocalKey<RefCell<Vec<V>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let vectors = len.div_ceil(LANES);
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < vectors {
+                buf.resize(vectors, V::splat(0.0));
+            }
+            f(&mut bytemuck::cast_slice_mut::<V, f32>(&mut buf)[..len])
+        }
+        Err(_) => {
+            let mut tmp = vec![V::splat(0.0); vectors];
+            f(&mut bytemuck::cast_slice_mut::<V, f32>(&mut tmp)[..len])
+        }
+    })
+}
+
+/// Sizes every pool thread's packing buffers to their maximum, so that later
+/// products allocate nothing whichever thread runs them.
+pub fn reserve_buffers() {
+    rayon::broadcast(|_| {
+        with_buffer(&PACK_A, MC * KC, |_| ());
+        with_buffer(&PACK_B, KC * NC, |_| ());
+    });
+    with_buffer(&PACK_A, MC * KC, |_| ());
+    with_buffer(&PACK_B, KC * NC, |_| ());
+}
+
+/// `C ← α·A·B + β·C` with this module's kernel, on the threads `par` allows.
+///
+/// Same contract as [`crate::gemm::gemm`]; available in every build so that the
+/// kernel can be tested and benchmarked beside BLAS.
+///
+/// # Errors
+/// [`crate::Error::Shape`] when the dimensions disagree.
+pub fn gemm_with(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    c: ArrayViewMut2<'_, f32>,
+    par: Parallelism,
+) -> Result<()> {
+    super::check_shapes(&a, &b, &c)?;
+    gemm(alpha, a, b, beta, c, par);
+    Ok(())
+}
+
+/// [`gemm_with`] without the shape check (the caller has done it).
+pub(crate) fn gemm(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<'_, f32>,
+    par: Parallelism,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || alpha == 0.0 {
+        super::scale_c(beta, &mut c);
+        return;
+    }
+    let par = if m * n * k < PARALLEL_THRESHOLD {
+        Parallelism::None
+    } else {
+        par
+    };
+    let (a, b, c) = (
+        MatRef::from_view(&a),
+        MatRef::from_view(&b),
+        MatMut::from_view(&mut c),
+    );
+    // SAFETY: the views are valid for their shapes and borrowed for this call.
+    unsafe { loops(m, n, k, alpha, a, b, beta, c, par) }
+}
+
+/// The five loops. See the module docs.
+///
+/// # Safety
+/// `a` (`m × k`), `b` (`k × n`) and `c` (`m × n`) must be valid, and `c` must not alias them.
+#[allow(clippy::too_many_arguments)]
+unsafe fn loops(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: MatMut,
+    par: Parallelism,
+) {
+    let threads = par.threads();
+    // Loop 3's block height: MC, or less so that every thread gets a block.
+    let mc = if m < MC * threads {
+        m.div_ceil(threads).div_ceil(MR) * MR
+    } else {
+        MC
+    };
+    let blocks_m = m.div_ceil(mc);
+
+    // Loop 5: column panels of B and C.
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        let slivers_n = nc.div_ceil(NR);
+        // When there are fewer row blocks than threads, also split the panel's columns.
+        let parts_n = if blocks_m < threads {
+            threads.div_ceil(blocks_m).min(slivers_n)
+        } else {
+            1
+        };
+        // Loop 4: the k dimension, in blocks of KC; only the first block applies β.
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let beta = if pc == 0 { beta } else { 1.0 };
+            with_buffer(&PACK_B, kc * slivers_n * NR, |packed_b| {
+                // SAFETY: the B panel (kc × nc at (pc, jc)) lies inside b.
+                unsafe { pack::pack_b(b.offset(pc, jc), kc, nc, packed_b) };
+                let packed_b: &[f32] = packed_b;
+                // Loops 3 and 2 as independent tasks over blocks of C.
+                let task = |t: usize| {
+                    let ic = (t / parts_n) * mc;
+                    let part = t % parts_n;
+                    let mc = mc.min(m - ic);
+                    let jr = (part * slivers_n / parts_n)..((part + 1) * slivers_n / parts_n);
+                    with_buffer(&PACK_A, mc.div_ceil(MR) * MR * kc, |packed_a| {
+                        // SAFETY: the A block (mc × kc at (ic, pc)) lies inside a; the
+                        // C block (ic.., jc..) is written by this task only.
+                        unsafe {
+                            pack::pack_a(a.offset(ic, pc), mc, kc, packed_a);
+                            macro_kernel(
+                                mc,
+                                nc,
+                                kc,
+                                jr,
+                                alpha,
+                                packed_a,
+                                packed_b,
+                                beta,
+                                c.offset(ic, jc),
+                            );
+                        }
+                    });
+                };
+                let tasks = blocks_m * parts_n;
+                match par {
+                    Parallelism::Rayon(_) if tasks > 1 => {
+                        (0..tasks).into_par_iter().for_each(task);
+                    }
+                    _ => (0..tasks).for_each(task),
+                }
+            });
+        }
+    }
+}
+
+/// Loops 2 and 1 over one packed A block and the B slivers in `slivers`.
+///
+/// # Safety
+/// `c` must be a writable `mc × nc` block; the packed buffers must match `mc`, `nc`, `kc`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn macro_kernel(
+    mc: usize,
+    nc: usize,
+    kc: usize,
+    slivers: std::ops::Range<usize>,
+    alpha: f32,
+    packed_a: &[f32],
+    packed_b: &[f32],
+    beta: f32,
+    c: MatMut,
+) {
+    // Loop 2: B slivers (each stays in L1 while loop 1 sweeps the A block).
+    for jr in slivers {
+        let j0 = jr * NR;
+        let nr = NR.min(nc - j0);
+        let b = packed_b[jr * NR * kc..].as_ptr();
+        // Loop 1: A slivers.
+        for (ir, a) in packed_a.chunks_exact(MR * kc).enumerate() {
+            let i0 = ir * MR;
+            let mr = MR.min(mc - i0);
+            // SAFETY: the tile (i0.., j0..) lies inside the C block.
+            unsafe {
+                let ct = c.offset(i0, j0);
+                if mr == MR && nr == NR && c.cs == 1 {
+                    kernel::tile(kc, a.as_ptr(), b, ct.ptr, c.rs, alpha, beta);
+                } else {
+                    edge_tile(kc, a.as_ptr(), b, ct, mr, nr, alpha, beta);
+                }
+            }
+        }
+    }
+}
+
+/// A partial (or non-unit-stride) tile: compute the full tile into a local buffer,
+/// then write back the `mr × nr` corner with the same arithmetic as the fast path.
+///
+/// # Safety
+/// As [`kernel::tile`], with C valid over `mr × nr` at its own strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn edge_tile(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: MatMut,
+    mr: usize,
+    nr: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    let mut local = [0.0f32; MR * NR];
+    // SAFETY: `local` is a full MR × NR tile with row stride NR.
+    unsafe { kernel::tile(kc, a, b, local.as_mut_ptr(), NR as isize, 1.0, 0.0) };
+    for i in 0..mr {
+        for j in 0..nr {
+            let ab = alpha * local[i * NR + j];
+            // SAFETY: (i, j) lies inside the tile.
+            unsafe {
+                let cij = c.ptr.offset(i as isize * c.rs + j as isize * c.cs);
+                *cij = if beta == 0.0 {
+                    ab
+                } else {
+                    (*cij).mul_add(beta, ab)
+                };
+            }
+        }
+    }
+}
+
+impl MatRef {
+    /// The sub-matrix starting at `(i, j)`.
+    ///
+    /// # Safety
+    /// `(i, j)` must lie inside the matrix.
+    unsafe fn offset(self, i: usize, j: usize) -> MatRef {
+        MatRef {
+            // SAFETY: inside the matrix, as the caller guarantees.
+            ptr: unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) },
+            rows: self.rows - i,
+            cols: self.cols - j,
+            ..self
+        }
+    }
+}
+
+impl MatMut {
+    /// The sub-matrix starting at `(i, j)`.
+    ///
+    /// # Safety
+    /// `(i, j)` must lie inside the matrix.
+    unsafe fn offset(self, i: usize, j: usize) -> MatMut {
+        MatMut {
+            // SAFETY: inside the matrix, as the caller guarantees.
+            ptr: unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) },
+            rows: self.rows - i,
+            cols: self.cols - j,
+            ..self
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The gemm entry point (whichever backend this build uses) and the SIMD kernel
+//! against the triple-loop reference, on awkward shapes.
+
+mod common;
+
+use common::{uniform, with_threads};
+use feedforward::gemm::{self, Parallelism, reference, simd};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
+
+type Gemm = fn(f32, ArrayView2<f32>, ArrayView2<f32>, f32, ArrayViewMut2<f32>);
+
+fn entry(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>) {
+    gemm::gemm(alpha, a, b, beta, c).unwrap();
+}
+
+fn simd_serial(
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
+    c: ArrayViewMut2<f32>,
+) {
+    simd::gemm_with(alpha, a, b, beta, c, Parallelism::None).unwrap();
+}
+
+fn simd_parallel(
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
+    c: ArrayViewMut2<f32>,
+) {
+    simd::gemm_with(alpha, a, b, beta, c, Parallelism::Rayon(2)).unwrap();
+}
+
+/// Checks `f` against the reference for one shape and every transpose combination.
+fn check(f: Gemm, m: usize, n: usize, k: usize, alpha: f32, beta: f32) {
+    let seed = (m * 31 + n * 17 + k) as u64;
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        // Store the operand transposed when asked, and pass its transposed view.
+        let a_store = if ta {
+            uniform(k, m, seed)
+        } else {
+            uniform(m, k, seed)
+        };
+        let b_store = if tb {
+            uniform(n, k, seed + 1)
+        } else {
+            uniform(k, n, seed + 1)
+        };
+        let a = if ta { a_store.t() } else { a_store.view() };
+        let b = if tb { b_store.t() } else { b_store.view() };
+        let c0 = uniform(m, n, seed + 2);
+        let mut want = c0.clone();
+        reference::gemm(alpha, a, b, beta, want.view_mut()).unwrap();
+        let mut got = c0.clone();
+        f(alpha, a, b, beta, got.view_mut());
+        // |error| grows with k and with the size of the terms summed.
+        let tol = 2e-6 * (k as f32) * alpha.abs().max(1.0) + 1e-5;
+        for ((i, j), &w) in want.indexed_iter() {
+            let g = got[[i, j]];
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "m={m} n={n} k={k} ta={ta} tb={tb} alpha={alpha} beta={beta}: C[{i},{j}] = {g}, want {w}"
+            );
+        }
+    }
+}
+
+const SIZES: [usize; 5] = [1, 7, 17, 33, 255];
+
+fn sweep(f: Gemm) {
+    for &m in &SIZES {
+        for &n in &SIZES {
+            for &k in &[1, 7, 17, 255] {
+                check(f, m, n, k, 1.0, 0.0);
+            }
+        }
+    }
+    // alpha/beta other than 1/0, and a k that spans several KC blocks.
+    check(f, 17, 33, 300, -0.5, 0.75);
+    check(f, 255, 7, 600, 2.0, 1.0);
+    // Sizes of 1000 and across MC / NC block edges.
+    check(f, 1000, 17, 255, 1.0, 0.5);
+    check(f, 7, 1000, 1000, 1.0, 0.0);
+    check(f, 250, 70, 1000, 0.25, -1.0);
+}
+
+#[test]
+fn entry_point_matches_reference() {
+    sweep(entry);
+}
+
+#[test]
+fn simd_serial_matches_reference() {
+    sweep(simd_serial);
+}
+
+#[test]
+fn simd_parallel_matches_reference() {
+    with_threads(2, || sweep(simd_parallel));
+}
+
+#[test]
+fn wide_panels_cross_nc() {
+    // n larger than one B panel (NC columns).
+    let n = simd::NC + 37;
+    check(simd_serial, 3, n, 5, 1.0, 0.0);
+    with_threads(2, || check(simd_parallel, 20, n, 9, 1.0, 0.5));
+}
+
+#[test]
+fn beta_zero_ignores_nan_in_c() {
+    let a = uniform(9, 13, 1);
+    let b = uniform(13, 11, 2);
+    let mut want = Array2::zeros((9, 11));
+    reference::gemm(1.0, a.view(), b.view(), 0.0, want.view_mut()).unwrap();
+    let mut c = Array2::from_elem((9, 11), f32::NAN);
+    gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).unwrap();
+    assert!(c.iter().all(|x| x.is_finite()));
+    for (g, w) in c.iter().zip(want.iter()) {
+        assert!((g - w).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn k_zero_scales_c() {
+    let a = Array2::<f32>::zeros((4, 0));
+    let b = Array2::<f32>::zeros((0, 3));
+    let mut c = Array2::from_elem((4, 3), 2.0f32);
+    gemm::gemm(1.0, a.view(), b.view(), 0.5, c.view_mut()).unwrap();
+    assert!(c.iter().all(|&x| x == 1.0));
+}
+
+#[test]
+fn strided_and_transposed_output() {
+    // C is a strided view (every other column) of a larger array, and a transposed view.
+    let a = uniform(19, 23, 5);
+    let b = uniform(23, 29, 6);
+    let mut want = Array2::zeros((19, 29));
+    reference::gemm(1.0, a.view(), b.view(), 0.0, want.view_mut()).unwrap();
+
+    let mut big = Array2::from_elem((19, 58), 7.0f32);
+    gemm::gemm(1.0, a.view(), b.view(), 0.0, big.slice_mut(s![.., ..;2])).unwrap();
+    let mut ct = Array2::zeros((29, 19));
+    gemm::gemm(1.0, a.view(), b.view(), 0.0, ct.view_mut().reversed_axes()).unwrap();
+    for ((i, j), &w) in want.indexed_iter() {
+        assert!((big[[i, 2 * j]] - w).abs() < 1e-4);
+        assert_eq!(big[[i, 2 * j + 1]], 7.0, "gemm wrote outside its view");
+        assert!((ct[[j, i]] - w).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn shape_errors_are_reported() {
+    let a = Array2::<f32>::zeros((3, 4));
+    let b = Array2::<f32>::zeros((5, 2));
+    let mut c = Array2::<f32>::zeros((3, 2));
+    let err = gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).unwrap_err();
+    assert!(matches!(err, feedforward::Error::Shape { .. }), "{err}");
+    let b = Array2::<f32>::zeros((4, 2));
+    let mut c = Array2::<f32>::zeros((2, 2));
+    assert!(gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).is_err());
+}
+
+#[test]
+fn simd_is_bit_identical_across_thread_counts() {
+    for &(m, n, k) in &[
+        (256, 512, 784),
+        (784, 512, 256),
+        (1000, 70, 600),
+        (5, 3000, 300),
+    ] {
+        let a = uniform(m, k, 11);
+        let b = uniform(k, n, 12);
+        let run = |threads: usize| {
+            with_threads(threads, || {
+                let mut c = Array2::zeros((m, n));
+                simd::gemm_with(
+                    1.0,
+                    a.view(),
+                    b.view(),
+                    0.0,
+                    c.view_mut(),
+                    Parallelism::auto(),
+                )
+                .unwrap();
+                c
+            })
+        };
+        let one = run(1);
+        let two = run(2);
+        assert!(
+            one.iter()
+                .zip(two.iter())
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{m}x{n}x{k}: 1 and 2 threads differ"
+        );
+    }
+}
