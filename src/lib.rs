@@ -1,10 +1,73 @@
-//! feedforward (work in progress)
+//! # feedforward
+//!
+//! Multi-layer perceptrons trained and run on the CPU, as fast as the machine allows.
+//!
+//! ```
+//! use feedforward::{Activation::*, FitConfig, Network, Optimizer, data};
+//!
+//! // Three interleaved spirals, 100 points each (the CS231n case study).
+//! let (x, y) = data::spiral(100, 3, 0);
+//! let mut net = Network::builder(2)
+//!     .dense(64, Relu)
+//!     .dense(3, Softmax) // softmax + categorical cross-entropy, fused from the logits
+//!     .optimizer(Optimizer::adam(0.02))
+//!     .seed(1)
+//!     .build()?;
+//! let config = FitConfig { epochs: 60, batch_size: 32, ..Default::default() };
+//! let history = net.fit(x.view(), (&y).into(), &config)?;
+//! let eval = net.evaluate(x.view(), (&y).into())?;
+//! assert!(eval.accuracy.unwrap() > 0.8);
+//! println!("final loss {:.3}", history.last().unwrap().loss);
+//! # Ok::<(), feedforward::Error>(())
+//! ```
+//!
+//! ## How it is put together
+//!
+//! - [`Network`] ([`network`]): layers, one flat parameter buffer, a loss, an
+//!   optimizer and a workspace; `forward`, `backward`, `step`, `fit`, `predict`.
+//! - [`layers`]: [`layers::Dense`] and [`layers::BatchNorm`], each followed by an
+//!   [`Activation`].
+//! - [`Loss`]: the losses, fused with their output activation and computed from
+//!   logits; [`Targets`]: class indices or rows of values.
+//! - [`Optimizer`]: SGD (momentum, Nesterov), Adam, AdamW; weight decay; clipping.
+//! - [`gemm`]: the one entry point for matrix products. Default build: the crate's
+//!   own packed SIMD kernel ([`gemm::simd`]); feature `openblas` (or `blas` with a
+//!   provider of your choice): `cblas_sgemm`.
+//! - Element-wise kernels run on rayon across batch rows; [`set_threads`] sets one
+//!   thread count for rayon and BLAS alike.
+//!
+//! Training is deterministic for a given seed; with the default backend it is
+//! bit-identical for any thread count (products are split over output blocks only
+//! and reductions use a fixed order).
+//!
+//! No function here panics on user data: bad shapes, NaN or infinite values, labels
+//! out of range, empty inputs and invalid settings come back as an [`Error`].
 #![warn(missing_docs)]
 
 #[cfg(feature = "openblas")]
 extern crate openblas_src;
 
+pub mod activation;
+pub mod data;
 pub mod error;
 pub mod gemm;
+pub mod init;
+mod kernels;
+pub mod layers;
+pub mod loss;
+pub mod network;
+pub mod optim;
+pub mod targets;
+mod threads;
+pub mod train;
 
+pub use activation::Activation;
 pub use error::{Error, Result};
+pub use init::Init;
+pub use layers::Layer;
+pub use loss::Loss;
+pub use network::{Evaluation, Network, NetworkBuilder};
+pub use optim::{AdamConfig, Optimizer, OptimizerState, SgdConfig};
+pub use targets::Targets;
+pub use threads::{set_threads, threads};
+pub use train::{EpochStats, FitConfig, History};

@@ -1,0 +1,208 @@
+//! Batch normalisation (Ioffe & Szegedy, 2015), with the full backward pass.
+//!
+//! Per column, over the `m` rows of a batch:
+//!
+//! ```text
+//! training   μ = mean(x)   σ² = mean((x − μ)²)   x̂ = (x − μ)/√(σ² + ε)   y = γ x̂ + β
+//!            running μ ← (1 − momentum)·running μ + momentum·μ
+//!            running σ² ← (1 − momentum)·running σ² + momentum·σ²·m/(m − 1)
+//! inference  y = γ (x − running μ)/√(running σ² + ε) + β
+//! backward   dβ = Σ dy    dγ = Σ dy ⊙ x̂
+//!            dx = γ/√(σ² + ε) · (dy − dβ/m − x̂ ⊙ dγ/m)
+//! ```
+//!
+//! The backward formula is the complete derivative through the batch mean and
+//! variance (both depend on every row). Dropping those two terms, as the short form
+//! `dx = γ dy/√(σ² + ε)` does, is only right in inference mode.
+
+use crate::activation::Activation;
+use crate::kernels::{self, reduce};
+use crate::layers::LayerCache;
+
+/// Batch normalisation followed by an activation: `A = g(γ ⊙ x̂ + β)`.
+///
+/// `γ` (`width` values) then `β` sit at [`BatchNorm::offset`] of the network's
+/// parameters; the running statistics live here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchNorm {
+    /// Number of features (columns).
+    pub width: usize,
+    /// The activation applied after normalising.
+    pub activation: Activation,
+    /// Offset of `γ` in the network's flat parameter buffer (`β` follows it).
+    pub offset: usize,
+    /// Weight of the newest batch in the running statistics (PyTorch's default 0.1).
+    pub momentum: f32,
+    /// Added to the variance before the square root (default 1e-5).
+    pub eps: f32,
+    /// Running mean, used in inference.
+    pub running_mean: Vec<f32>,
+    /// Running (unbiased) variance, used in inference.
+    pub running_var: Vec<f32>,
+}
+
+impl BatchNorm {
+    /// A batch-norm layer with `γ = 1`, `β = 0` (set by the network), running mean 0
+    /// and running variance 1.
+    pub fn new(width: usize, activation: Activation, offset: usize) -> Self {
+        BatchNorm {
+            width,
+            activation,
+            offset,
+            momentum: 0.1,
+            eps: 1e-5,
+            running_mean: vec![0.0; width],
+            running_var: vec![1.0; width],
+        }
+    }
+
+    /// `2·width` (γ and β).
+    pub fn parameter_count(&self) -> usize {
+        2 * self.width
+    }
+
+    fn split<'a>(&self, flat: &'a [f32]) -> (&'a [f32], &'a [f32]) {
+        flat[self.offset..self.offset + 2 * self.width].split_at(self.width)
+    }
+
+    fn split_mut<'a>(&self, flat: &'a mut [f32]) -> (&'a mut [f32], &'a mut [f32]) {
+        flat[self.offset..self.offset + 2 * self.width].split_at_mut(self.width)
+    }
+
+    /// Training mode: `out = g(γ x̂ + β)` with the batch's statistics for `rows`
+    /// rows of `x`; keeps `x̂` and `1/√(σ² + ε)` in `cache` and updates the running statistics.
+    pub(crate) fn forward(
+        &mut self,
+        params: &[f32],
+        x: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        cache: &mut LayerCache,
+        activate: bool,
+    ) {
+        let n = self.width;
+        let (x, out) = (&x[..rows * n], &mut out[..rows * n]);
+        let (gamma, beta) = self.split(params);
+        let act = if activate {
+            self.activation
+        } else {
+            Activation::Identity
+        };
+        let inv_std = &mut cache.inv_std[..n];
+        let (mean, var) = (&mut cache.mean[..n], &mut cache.var[..n]);
+        reduce::column_mean_var(x, mean, var);
+        for (s, v) in inv_std.iter_mut().zip(var.iter()) {
+            *s = 1.0 / (v + self.eps).sqrt();
+        }
+        let unbias = if rows > 1 {
+            rows as f32 / (rows - 1) as f32
+        } else {
+            1.0
+        };
+        let mom = self.momentum;
+        for j in 0..n {
+            self.running_mean[j] = (1.0 - mom) * self.running_mean[j] + mom * mean[j];
+            self.running_var[j] = (1.0 - mom) * self.running_var[j] + mom * var[j] * unbias;
+        }
+        let (mean, inv_std): (&[f32], &[f32]) = (mean, inv_std);
+        let x_hat = &mut cache.x_hat[..rows * n];
+        kernels::for_rows_zip(x, n, x_hat, n, |_, x, xh| {
+            for (xr, hr) in x.chunks_exact(n).zip(xh.chunks_exact_mut(n)) {
+                for j in 0..n {
+                    hr[j] = (xr[j] - mean[j]) * inv_std[j];
+                }
+            }
+        });
+        let x_hat: &[f32] = x_hat;
+        kernels::for_rows_zip(x_hat, n, out, n, |_, xh, o| {
+            for (hr, or) in xh.chunks_exact(n).zip(o.chunks_exact_mut(n)) {
+                for j in 0..n {
+                    or[j] = gamma[j] * hr[j] + beta[j];
+                }
+            }
+            act.forward_rows(o, n);
+        });
+    }
+
+    /// `out = g(γ (x − running μ)/√(running σ² + ε) + β)`; `inv_std` is scratch (`width`).
+    pub(crate) fn infer(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        inv_std: &mut [f32],
+        activate: bool,
+    ) {
+        let n = self.width;
+        let (x, out) = (&x[..rows * n], &mut out[..rows * n]);
+        let (gamma, beta) = self.split(params);
+        let act = if activate {
+            self.activation
+        } else {
+            Activation::Identity
+        };
+        for (s, v) in inv_std.iter_mut().zip(&self.running_var) {
+            *s = 1.0 / (v + self.eps).sqrt();
+        }
+        let (mean, inv_std): (&[f32], &[f32]) = (&self.running_mean, inv_std);
+        kernels::for_rows_zip(x, n, out, n, |_, x, o| {
+            for (xr, or) in x.chunks_exact(n).zip(o.chunks_exact_mut(n)) {
+                for j in 0..n {
+                    or[j] = gamma[j] * (xr[j] - mean[j]) * inv_std[j] + beta[j];
+                }
+            }
+            act.forward_rows(o, n);
+        });
+    }
+
+    /// Gradients from `dy` (`rows × width`, already through the activation):
+    /// `dγ (+)= Σ dy ⊙ x̂`, `dβ (+)= Σ dy`, and `dx` (the full formula) when asked.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward(
+        &self,
+        params: &[f32],
+        dy: &[f32],
+        rows: usize,
+        grads: &mut [f32],
+        dx: Option<&mut [f32]>,
+        cache: &mut LayerCache,
+        accumulate: bool,
+    ) {
+        let n = self.width;
+        let dy = &dy[..rows * n];
+        let x_hat = &cache.x_hat[..rows * n];
+        let (sum_dy, sum_dy_xhat) = (&mut cache.sum_dy[..n], &mut cache.sum_dy_xhat[..n]);
+        reduce::column_sums(dy, sum_dy, false);
+        reduce::column_dots(dy, x_hat, sum_dy_xhat, false);
+        let (dgamma, dbeta) = self.split_mut(grads);
+        for j in 0..n {
+            if accumulate {
+                dgamma[j] += sum_dy_xhat[j];
+                dbeta[j] += sum_dy[j];
+            } else {
+                dgamma[j] = sum_dy_xhat[j];
+                dbeta[j] = sum_dy[j];
+            }
+        }
+        if let Some(dx) = dx {
+            let (gamma, _) = self.split(params);
+            let inv_m = 1.0 / rows as f32;
+            let inv_std = &cache.inv_std[..n];
+            let (sum_dy, sum_dy_xhat): (&[f32], &[f32]) = (sum_dy, sum_dy_xhat);
+            let dx = &mut dx[..rows * n];
+            kernels::for_rows_zip3(dy, n, x_hat, n, dx, n, |_, dy, xh, dx| {
+                for ((dyr, hr), dxr) in dy
+                    .chunks_exact(n)
+                    .zip(xh.chunks_exact(n))
+                    .zip(dx.chunks_exact_mut(n))
+                {
+                    for j in 0..n {
+                        let centred = dyr[j] - sum_dy[j] * inv_m - hr[j] * sum_dy_xhat[j] * inv_m;
+                        dxr[j] = gamma[j] * inv_std[j] * centred;
+                    }
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The fully connected layer.
+//!
+//! For a batch `X` (`m × n_in`), weights `W` (`n_in × n_out`, row-major) and bias `b`:
+//!
+//! ```text
+//! forward   Z = X·W + b            A = g(Z)
+//! backward  dZ = dA ⊙ g'(Z)        (done by the activation, from A)
+//!           dW = Xᵀ·dZ             db = Σ_rows dZ
+//!           dX = dZ·Wᵀ
+//! ```
+//!
+//! All three products go through [`crate::gemm::gemm`].
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::activation::Activation;
+use crate::gemm;
+use crate::kernels::reduce;
+
+/// A fully connected layer: `A = g(X·W + b)`.
+///
+/// Its weights are the `inputs × outputs` block at [`Dense::offset`] of the
+/// network's parameters, followed by the `outputs` biases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    /// Input width `n_in`.
+    pub inputs: usize,
+    /// Output width `n_out`.
+    pub outputs: usize,
+    /// The activation `g`.
+    pub activation: Activation,
+    /// Offset of `W` in the network's flat parameter buffer (`b` follows it).
+    pub offset: usize,
+}
+
+impl Dense {
+    /// `n_in·n_out + n_out`.
+    pub fn parameter_count(&self) -> usize {
+        self.inputs * self.outputs + self.outputs
+    }
+
+    /// This layer's `(W, b)` within a flat buffer laid out like the network's parameters.
+    pub(crate) fn split<'a>(&self, flat: &'a [f32]) -> (&'a [f32], &'a [f32]) {
+        let w_len = self.inputs * self.outputs;
+        let own = &flat[self.offset..self.offset + w_len + self.outputs];
+        own.split_at(w_len)
+    }
+
+    /// Mutable `(dW, db)` within a flat buffer laid out like the network's parameters.
+    pub(crate) fn split_mut<'a>(&self, flat: &'a mut [f32]) -> (&'a mut [f32], &'a mut [f32]) {
+        let w_len = self.inputs * self.outputs;
+        let own = &mut flat[self.offset..self.offset + w_len + self.outputs];
+        own.split_at_mut(w_len)
+    }
+
+    /// `out = g(x·W + b)` for `rows` rows; with `activate = false` the activation is
+    /// left for the caller (the output layer keeps its logits).
+    pub(crate) fn forward(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        activate: bool,
+    ) {
+        let (w, b) = self.split(params);
+        let x = view(x, rows, self.inputs);
+        let w = view(w, self.inputs, self.outputs);
+        let mut z = view_mut(out, rows, self.outputs);
+        gemm::gemm(1.0, x, w, 0.0, z.view_mut())
+            .expect("dense forward: shapes are fixed by construction");
+        let act = if activate {
+            self.activation
+        } else {
+            Activation::Identity
+        };
+        act.bias_forward_in_place(z.as_slice_mut().expect("contiguous"), b);
+    }
+
+    /// Gradients from `dz` (`rows × n_out`, already through the activation):
+    /// `dW (+)= xᵀ·dz`, `db (+)= Σ dz`, and `dx = dz·Wᵀ` when `dx` is given.
+    /// With `accumulate`, gradients are added to what `grads` holds.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        dz: &[f32],
+        rows: usize,
+        grads: &mut [f32],
+        dx: Option<&mut [f32]>,
+        accumulate: bool,
+    ) {
+        let (dw, db) = self.split_mut(grads);
+        let beta = if accumulate { 1.0 } else { 0.0 };
+        let xv = view(x, rows, self.inputs);
+        let dzv = view(dz, rows, self.outputs);
+        let shapes = "dense backward: shapes are fixed by construction";
+        gemm::gemm(
+            1.0,
+            xv.t(),
+            dzv,
+            beta,
+            view_mut(dw, self.inputs, self.outputs),
+        )
+        .expect(shapes);
+        reduce::column_sums(dz, db, accumulate);
+        if let Some(dx) = dx {
+            let (w, _) = self.split(params);
+            let w = view(w, self.inputs, self.outputs);
+            gemm::gemm(1.0, dzv, w.t(), 0.0, view_mut(dx, rows, self.inputs)).expect(shapes);
+        }
+    }
+}
+
+/// The first `rows × cols` values of `data` as a row-major view.
+pub(crate) fn view(data: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols), &data[..rows * cols])
+        .expect("buffer sized by the workspace")
+}
+
+/// The first `rows × cols` values of `data` as a mutable row-major view.
+pub(crate) fn view_mut(data: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols), &mut data[..rows * cols])
+        .expect("buffer sized by the workspace")
+}

@@ -1,0 +1,114 @@
+//! The layers a network is built from. Each is a transform followed by an activation.
+//!
+//! Parameters do not live in the layers: a network keeps all of them in one flat
+//! buffer (and the gradients in another of the same layout), so the optimizer is a
+//! single fused pass. A layer knows its offset into those buffers.
+
+mod batch_norm;
+mod dense;
+
+pub use batch_norm::BatchNorm;
+pub use dense::Dense;
+
+use crate::activation::Activation;
+
+/// One layer of a [`crate::Network`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layer {
+    /// A fully connected layer: `Z = A·W + b`.
+    Dense(Dense),
+    /// Batch normalisation: `Z = γ ⊙ (A − μ)/√(σ² + ε) + β`.
+    BatchNorm(BatchNorm),
+}
+
+impl Layer {
+    /// Input width.
+    pub fn inputs(&self) -> usize {
+        match self {
+            Layer::Dense(d) => d.inputs,
+            Layer::BatchNorm(b) => b.width,
+        }
+    }
+
+    /// Output width.
+    pub fn outputs(&self) -> usize {
+        match self {
+            Layer::Dense(d) => d.outputs,
+            Layer::BatchNorm(b) => b.width,
+        }
+    }
+
+    /// The activation applied to the layer's output.
+    pub fn activation(&self) -> Activation {
+        match self {
+            Layer::Dense(d) => d.activation,
+            Layer::BatchNorm(b) => b.activation,
+        }
+    }
+
+    /// Number of trainable parameters.
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            Layer::Dense(d) => d.parameter_count(),
+            Layer::BatchNorm(b) => b.parameter_count(),
+        }
+    }
+
+    /// Offset of this layer's parameters in the network's flat parameter buffer.
+    pub fn offset(&self) -> usize {
+        match self {
+            Layer::Dense(d) => d.offset,
+            Layer::BatchNorm(b) => b.offset,
+        }
+    }
+
+    /// Multiply-adds per sample in the forward pass (dense layers only).
+    pub(crate) fn macs(&self) -> usize {
+        match self {
+            Layer::Dense(d) => d.inputs * d.outputs,
+            Layer::BatchNorm(_) => 0,
+        }
+    }
+}
+
+/// What a layer keeps from its forward pass for its backward pass, besides its output.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LayerCache {
+    /// Batch norm: the normalised input `x̂` (rows × width).
+    pub x_hat: Vec<f32>,
+    /// Batch norm: `1/√(σ² + ε)` per column.
+    pub inv_std: Vec<f32>,
+    /// Batch norm: batch mean per column (scratch for the statistics).
+    pub mean: Vec<f32>,
+    /// Batch norm: batch variance per column.
+    pub var: Vec<f32>,
+    /// Batch norm: this batch's `Σ dY` and `Σ dY ⊙ x̂` per column.
+    pub sum_dy: Vec<f32>,
+    /// See `sum_dy`.
+    pub sum_dy_xhat: Vec<f32>,
+}
+
+impl LayerCache {
+    /// Sizes the cache for `rows` rows of `layer`.
+    pub(crate) fn reserve(&mut self, layer: &Layer, rows: usize) {
+        if let Layer::BatchNorm(b) = layer {
+            resize(&mut self.x_hat, rows * b.width);
+            for v in [
+                &mut self.inv_std,
+                &mut self.mean,
+                &mut self.var,
+                &mut self.sum_dy,
+                &mut self.sum_dy_xhat,
+            ] {
+                resize(v, b.width);
+            }
+        }
+    }
+}
+
+/// Grows `v` to at least `len` (never shrinks, so a smaller batch reuses the buffer).
+pub(crate) fn resize(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+}

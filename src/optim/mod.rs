@@ -1,0 +1,248 @@
+//! Optimizers: how gradients become parameter updates.
+//!
+//! All parameters of a network sit in one flat buffer, so an update is one fused
+//! pass over parameters, gradients and optimizer state, split over rayon threads
+//! in fixed chunks (element-wise, so the split never changes the result).
+//! Optional gradient-norm clipping scales every gradient by
+//! `min(1, max_norm / (‖g‖₂ + 1e-6))` inside that same pass.
+
+mod adam;
+mod sgd;
+
+pub use adam::AdamConfig;
+pub use sgd::SgdConfig;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::kernels::{self, reduce};
+
+/// Parameters per rayon task in an update.
+const CHUNK: usize = 1 << 14;
+
+/// The optimizer and its settings.
+///
+/// ```
+/// use feedforward::{Optimizer, SgdConfig};
+/// let adam = Optimizer::adam(1e-3);
+/// let nesterov = Optimizer::Sgd(SgdConfig { lr: 0.1, momentum: 0.9, nesterov: true, ..Default::default() });
+/// assert_eq!(nesterov.learning_rate(), 0.1);
+/// # let _ = adam;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Optimizer {
+    /// Stochastic gradient descent (momentum, Nesterov, L2 weight decay).
+    Sgd(SgdConfig),
+    /// Adam with L2 weight decay added to the gradient.
+    Adam(AdamConfig),
+    /// Adam with decoupled weight decay.
+    AdamW(AdamConfig),
+}
+
+impl Default for Optimizer {
+    fn default() -> Self {
+        Optimizer::Adam(AdamConfig::default())
+    }
+}
+
+impl Optimizer {
+    /// Plain SGD with learning rate `lr`.
+    pub fn sgd(lr: f32) -> Self {
+        Optimizer::Sgd(SgdConfig {
+            lr,
+            ..SgdConfig::default()
+        })
+    }
+
+    /// SGD with momentum.
+    pub fn sgd_momentum(lr: f32, momentum: f32) -> Self {
+        Optimizer::Sgd(SgdConfig {
+            lr,
+            momentum,
+            ..SgdConfig::default()
+        })
+    }
+
+    /// Adam with the usual constants (β₁ = 0.9, β₂ = 0.999, ε = 1e-8).
+    pub fn adam(lr: f32) -> Self {
+        Optimizer::Adam(AdamConfig {
+            lr,
+            ..AdamConfig::default()
+        })
+    }
+
+    /// AdamW with decoupled weight decay `weight_decay`.
+    pub fn adamw(lr: f32, weight_decay: f32) -> Self {
+        Optimizer::AdamW(AdamConfig {
+            lr,
+            weight_decay,
+            ..AdamConfig::default()
+        })
+    }
+
+    /// The lower-case name: `sgd`, `adam` or `adamw`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Sgd(_) => "sgd",
+            Optimizer::Adam(_) => "adam",
+            Optimizer::AdamW(_) => "adamw",
+        }
+    }
+
+    /// The learning rate.
+    pub fn learning_rate(&self) -> f32 {
+        match self {
+            Optimizer::Sgd(c) => c.lr,
+            Optimizer::Adam(c) | Optimizer::AdamW(c) => c.lr,
+        }
+    }
+
+    /// Changes the learning rate (for schedules), keeping the optimizer's state.
+    pub fn set_learning_rate(&mut self, lr: f32) {
+        match self {
+            Optimizer::Sgd(c) => c.lr = lr,
+            Optimizer::Adam(c) | Optimizer::AdamW(c) => c.lr = lr,
+        }
+    }
+
+    /// Checks every setting's range.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, v: f32| {
+            Err(Error::Config(format!(
+                "{}: {what} = {v} is out of range",
+                self.name()
+            )))
+        };
+        let lr = self.learning_rate();
+        if !(lr.is_finite() && lr > 0.0) {
+            return bad("learning rate (must be > 0)", lr);
+        }
+        match self {
+            Optimizer::Sgd(c) => {
+                if !(0.0..1.0).contains(&c.momentum) {
+                    return bad("momentum (must be in [0, 1))", c.momentum);
+                }
+                if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
+                    return bad("weight decay (must be >= 0)", c.weight_decay);
+                }
+            }
+            Optimizer::Adam(c) | Optimizer::AdamW(c) => {
+                for (what, v) in [("beta1", c.beta1), ("beta2", c.beta2)] {
+                    if !(0.0..1.0).contains(&v) {
+                        return bad(what, v);
+                    }
+                }
+                if !(c.eps.is_finite() && c.eps > 0.0) {
+                    return bad("eps (must be > 0)", c.eps);
+                }
+                if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
+                    return bad("weight decay (must be >= 0)", c.weight_decay);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The optimizer's memory: step count and per-parameter moments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OptimizerState {
+    /// Updates applied so far.
+    pub step: u64,
+    /// SGD velocity, or Adam's first moment `m` (empty until needed).
+    pub first: Vec<f32>,
+    /// Adam's second moment `v` (empty until needed).
+    pub second: Vec<f32>,
+    /// Scratch for the gradient norm's partial sums.
+    partials: Vec<f64>,
+}
+
+impl OptimizerState {
+    /// Sizes the state for `n` parameters (allocates only what `optimizer` uses).
+    pub(crate) fn reserve(&mut self, optimizer: &Optimizer, n: usize) {
+        let (first, second) = match optimizer {
+            Optimizer::Sgd(c) => (c.momentum != 0.0, false),
+            _ => (true, true),
+        };
+        if first && self.first.len() != n {
+            self.first = vec![0.0; n];
+        }
+        if second && self.second.len() != n {
+            self.second = vec![0.0; n];
+        }
+        self.partials.resize(n.div_ceil(reduce::SQUARES_CHUNK), 0.0);
+    }
+
+    /// `‖g‖₂`, deterministic.
+    pub(crate) fn grad_norm(&mut self, grads: &[f32]) -> f64 {
+        self.partials
+            .resize(grads.len().div_ceil(reduce::SQUARES_CHUNK), 0.0);
+        reduce::sum_of_squares(grads, &mut self.partials).sqrt()
+    }
+}
+
+/// Applies one update: `params` from `grads`, clipping the gradient norm to `clip` if given.
+pub(crate) fn step(
+    optimizer: &Optimizer,
+    state: &mut OptimizerState,
+    params: &mut [f32],
+    grads: &[f32],
+    clip: Option<f32>,
+) {
+    state.reserve(optimizer, params.len());
+    let grad_scale = match clip {
+        Some(max) => {
+            let norm = state.grad_norm(grads);
+            (f64::from(max) / (norm + 1e-6)).min(1.0) as f32
+        }
+        None => 1.0,
+    };
+    state.step += 1;
+    let t = state.step;
+    let parallel = kernels::worth_parallel(params.len());
+    match optimizer {
+        Optimizer::Sgd(c) => {
+            let v = &mut state.first;
+            if v.is_empty() {
+                // No momentum: velocity is never read.
+                if parallel {
+                    params
+                        .par_chunks_mut(CHUNK)
+                        .zip(grads.par_chunks(CHUNK))
+                        .for_each(|(p, g)| {
+                            sgd::update(c, p, g, &mut [], grad_scale);
+                        });
+                } else {
+                    sgd::update(c, params, grads, &mut [], grad_scale);
+                }
+            } else if parallel {
+                params
+                    .par_chunks_mut(CHUNK)
+                    .zip(grads.par_chunks(CHUNK))
+                    .zip(v.par_chunks_mut(CHUNK))
+                    .for_each(|((p, g), v)| sgd::update(c, p, g, v, grad_scale));
+            } else {
+                sgd::update(c, params, grads, v, grad_scale);
+            }
+        }
+        Optimizer::Adam(c) | Optimizer::AdamW(c) => {
+            let decoupled = matches!(optimizer, Optimizer::AdamW(_));
+            let (m, v) = (&mut state.first, &mut state.second);
+            if parallel {
+                params
+                    .par_chunks_mut(CHUNK)
+                    .zip(grads.par_chunks(CHUNK))
+                    .zip(m.par_chunks_mut(CHUNK))
+                    .zip(v.par_chunks_mut(CHUNK))
+                    .for_each(|(((p, g), m), v)| {
+                        adam::update(c, decoupled, t, p, g, m, v, grad_scale)
+                    });
+            } else {
+                adam::update(c, decoupled, t, params, grads, m, v, grad_scale);
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Training targets: class indices or rows of values.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+
+use crate::error::{Error, Result, shape_str};
+use crate::loss::Loss;
+
+/// What a network is trained to output, one entry per sample.
+///
+/// - `Classes`: one class index per row. For a softmax (or multi-column) output it
+///   means the one-hot row with a 1 at that index; for a single sigmoid output
+///   (binary cross-entropy) the index *is* the target, 0 or 1.
+/// - `Values`: one row of target values per sample: one-hot rows, class
+///   probabilities, multi-label 0/1 rows, or regression targets.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a> {
+    /// One class index per sample.
+    Classes(ArrayView1<'a, usize>),
+    /// One row of values per sample.
+    Values(ArrayView2<'a, f32>),
+}
+
+impl<'a> Targets<'a> {
+    /// Class-index targets from a slice.
+    pub fn classes(labels: &'a [usize]) -> Self {
+        Targets::Classes(ArrayView1::from(labels))
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Classes(c) => c.len(),
+            Targets::Values(v) => v.nrows(),
+        }
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks the targets against a loss and an output width: row count, label
+    /// range, finiteness, and the value range the loss accepts.
+    ///
+    /// # Errors
+    /// [`Error::Shape`], [`Error::LabelOutOfRange`], [`Error::NonFinite`] or
+    /// [`Error::InvalidTarget`], naming `context` and the offending row.
+    pub fn validate(
+        &self,
+        loss: Loss,
+        width: usize,
+        rows: usize,
+        context: &'static str,
+    ) -> Result<()> {
+        if self.len() != rows {
+            return Err(Error::Shape {
+                context,
+                expected: format!("{rows} targets (one per row of features)"),
+                got: format!("{} targets", self.len()),
+            });
+        }
+        match self {
+            Targets::Classes(labels) => {
+                let classes = if width == 1 { 2 } else { width };
+                if let Some((row, &label)) = labels.iter().enumerate().find(|(_, l)| **l >= classes)
+                {
+                    return Err(Error::LabelOutOfRange {
+                        context,
+                        row,
+                        label,
+                        classes,
+                    });
+                }
+            }
+            Targets::Values(values) => {
+                if values.ncols() != width {
+                    return Err(Error::Shape {
+                        context,
+                        expected: shape_str(rows, width),
+                        got: shape_str(values.nrows(), values.ncols()),
+                    });
+                }
+                let probabilities = loss != Loss::MeanSquaredError;
+                for ((row, col), &value) in values.indexed_iter() {
+                    if !value.is_finite() {
+                        return Err(Error::NonFinite {
+                            context,
+                            row,
+                            col,
+                            value,
+                        });
+                    }
+                    if probabilities && !(0.0..=1.0).contains(&value) {
+                        return Err(Error::InvalidTarget {
+                            context,
+                            row,
+                            col,
+                            value,
+                            reason: "cross-entropy targets must lie in [0, 1]",
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> From<ArrayView1<'a, usize>> for Targets<'a> {
+    fn from(v: ArrayView1<'a, usize>) -> Self {
+        Targets::Classes(v)
+    }
+}
+
+impl<'a> From<&'a Array1<usize>> for Targets<'a> {
+    fn from(v: &'a Array1<usize>) -> Self {
+        Targets::Classes(v.view())
+    }
+}
+
+impl<'a> From<&'a [usize]> for Targets<'a> {
+    fn from(v: &'a [usize]) -> Self {
+        Targets::classes(v)
+    }
+}
+
+impl<'a> From<ArrayView2<'a, f32>> for Targets<'a> {
+    fn from(v: ArrayView2<'a, f32>) -> Self {
+        Targets::Values(v)
+    }
+}
+
+impl<'a> From<&'a Array2<f32>> for Targets<'a> {
+    fn from(v: &'a Array2<f32>) -> Self {
+        Targets::Values(v.view())
+    }
+}
+
+/// Targets gathered into contiguous rows (the form the loss kernels read).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TargetRows<'a> {
+    /// One class index per row.
+    Classes(&'a [usize]),
+    /// Row-major values, `width` per row.
+    Values(&'a [f32]),
+}
+
+impl TargetRows<'_> {
+    /// The rows `[first, first + n)`.
+    pub(crate) fn rows(&self, first: usize, n: usize, width: usize) -> Self {
+        match *self {
+            TargetRows::Classes(c) => TargetRows::Classes(&c[first..first + n]),
+            TargetRows::Values(v) => TargetRows::Values(&v[first * width..(first + n) * width]),
+        }
+    }
+
+    /// The target value at `(row, col)` for an output `width` columns wide.
+    #[inline]
+    pub(crate) fn value(&self, row: usize, col: usize, width: usize) -> f32 {
+        match *self {
+            TargetRows::Classes(c) if width == 1 => c[row] as f32,
+            TargetRows::Classes(c) => f32::from(u8::from(c[row] == col)),
+            TargetRows::Values(v) => v[row * width + col],
+        }
+    }
+}
+
+/// Owned, reusable storage for gathered targets.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TargetBuffer {
+    classes: Vec<usize>,
+    values: Vec<f32>,
+    is_classes: bool,
+}
+
+impl TargetBuffer {
+    /// Copies the rows `indices` of `targets` (or all rows, in order, when `None`).
+    pub(crate) fn gather(&mut self, targets: &Targets<'_>, indices: Option<&[usize]>) {
+        match targets {
+            Targets::Classes(c) => {
+                self.is_classes = true;
+                self.classes.clear();
+                match indices {
+                    Some(ix) => self.classes.extend(ix.iter().map(|&i| c[i])),
+                    None => self.classes.extend(c.iter().copied()),
+                }
+            }
+            Targets::Values(v) => {
+                self.is_classes = false;
+                self.values.clear();
+                match indices {
+                    Some(ix) => {
+                        for &i in ix {
+                            self.values.extend(v.row(i).iter().copied());
+                        }
+                    }
+                    None => self.values.extend(v.iter().copied()),
+                }
+            }
+        }
+    }
+
+    /// The gathered rows.
+    pub(crate) fn rows(&self) -> TargetRows<'_> {
+        if self.is_classes {
+            TargetRows::Classes(&self.classes)
+        } else {
+            TargetRows::Values(&self.values)
+        }
+    }
+}

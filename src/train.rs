@@ -1,0 +1,218 @@
+//! Mini-batch training: [`Network::fit`].
+//!
+//! Each epoch shuffles the row order (seeded), then for every mini-batch gathers
+//! its rows into the network's workspace and runs forward, loss, backward and the
+//! optimizer update. The data are checked once, up front, not per batch.
+
+use std::time::Instant;
+
+use ndarray::ArrayView2;
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::seq::SliceRandom;
+
+use crate::error::{Error, Result};
+use crate::kernels;
+use crate::layers::Layer;
+use crate::network::Network;
+use crate::targets::Targets;
+
+/// Settings of [`Network::fit`].
+#[derive(Debug, Clone)]
+pub struct FitConfig<'a> {
+    /// Passes over the training data (default 10).
+    pub epochs: usize,
+    /// Rows per mini-batch (default 32); the last batch of an epoch may be smaller.
+    pub batch_size: usize,
+    /// Shuffle the rows every epoch (default true).
+    pub shuffle: bool,
+    /// Seed for shuffling (default: the network's seed).
+    pub seed: Option<u64>,
+    /// Data to evaluate after every epoch (inference mode).
+    pub validation: Option<(ArrayView2<'a, f32>, Targets<'a>)>,
+}
+
+impl Default for FitConfig<'_> {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 10,
+            batch_size: 32,
+            shuffle: true,
+            seed: None,
+            validation: None,
+        }
+    }
+}
+
+/// What one epoch of [`Network::fit`] measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochStats {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (weighted by batch size).
+    pub loss: f32,
+    /// Training accuracy over the epoch (measured before each batch's update).
+    pub accuracy: Option<f32>,
+    /// Loss on the validation data, if given.
+    pub val_loss: Option<f32>,
+    /// Accuracy on the validation data, if given and defined.
+    pub val_accuracy: Option<f32>,
+    /// Training samples processed per second.
+    pub samples_per_sec: f64,
+    /// Wall time of the epoch's training steps, in seconds.
+    pub seconds: f64,
+}
+
+/// Per-epoch statistics of a [`Network::fit`] run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// One entry per completed epoch.
+    pub epochs: Vec<EpochStats>,
+}
+
+impl History {
+    /// The last epoch's statistics.
+    pub fn last(&self) -> Option<&EpochStats> {
+        self.epochs.last()
+    }
+}
+
+impl Network {
+    /// Trains on `x` (one sample per row) and `targets` for `config.epochs` epochs.
+    ///
+    /// ```
+    /// use feedforward::{Activation::*, FitConfig, Network, Optimizer, data};
+    /// let (x, y) = data::spiral(50, 3, 0);
+    /// let mut net = Network::builder(2)
+    ///     .dense(32, Relu)
+    ///     .dense(3, Softmax)
+    ///     .optimizer(Optimizer::adam(0.01))
+    ///     .build()?;
+    /// let history = net.fit(x.view(), (&y).into(), &FitConfig { epochs: 5, ..Default::default() })?;
+    /// assert_eq!(history.epochs.len(), 5);
+    /// # Ok::<(), feedforward::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Bad data or settings ([`Error::Shape`], [`Error::NonFinite`],
+    /// [`Error::LabelOutOfRange`], [`Error::Empty`], [`Error::Config`]), or
+    /// [`Error::Diverged`] if the loss stops being finite (training stops before
+    /// that batch's update).
+    pub fn fit(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        targets: Targets<'_>,
+        config: &FitConfig<'_>,
+    ) -> Result<History> {
+        self.fit_with(x, targets, config, |_| true)
+    }
+
+    /// [`Network::fit`] calling `on_epoch` after every epoch; training stops early
+    /// when it returns `false`.
+    ///
+    /// # Errors
+    /// As [`Network::fit`].
+    pub fn fit_with<F>(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        targets: Targets<'_>,
+        config: &FitConfig<'_>,
+        mut on_epoch: F,
+    ) -> Result<History>
+    where
+        F: FnMut(&EpochStats) -> bool,
+    {
+        if config.batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        self.check_features(&x, "fit: features")?;
+        let rows = x.nrows();
+        targets.validate(self.loss(), self.outputs(), rows, "fit: targets")?;
+        if let Some((vx, vy)) = &config.validation {
+            self.check_features(vx, "fit: validation features")?;
+            vy.validate(
+                self.loss(),
+                self.outputs(),
+                vx.nrows(),
+                "fit: validation targets",
+            )?;
+        }
+        let has_bn = self
+            .layers()
+            .iter()
+            .any(|l| matches!(l, Layer::BatchNorm(_)));
+        if has_bn && rows < 2 {
+            return Err(Error::Config(
+                "batch normalisation needs at least 2 training rows".into(),
+            ));
+        }
+
+        let x = x.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let (n_in, k) = (self.inputs(), self.outputs());
+        let batch = config.batch_size.min(rows);
+        self.reserve(batch);
+        let mut order: Vec<usize> = (0..rows).collect();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed.unwrap_or(self.seed()));
+        let mut history = History::default();
+
+        for epoch in 1..=config.epochs {
+            if config.shuffle {
+                order.shuffle(&mut rng);
+            }
+            let start = Instant::now();
+            let (mut loss_sum, mut seen) = (0.0f64, 0usize);
+            let (mut hits, mut judged) = (0usize, 0usize);
+            for (b, idx) in order.chunks(batch).enumerate() {
+                // Batch norm cannot normalise a single row; skip such a trailing batch.
+                if has_bn && idx.len() < 2 {
+                    continue;
+                }
+                let m = idx.len();
+                kernels::gather_rows(x, n_in, n_in, idx, &mut self.ws.input[..m * n_in]);
+                self.ws.targets.gather(&targets, Some(idx));
+                self.forward_workspace(m);
+                let loss = self.loss_workspace(m, 1.0 / m as f32);
+                if !loss.is_finite() {
+                    self.ws.forward_rows = None;
+                    return Err(Error::Diverged {
+                        loss: loss as f32,
+                        epoch,
+                        batch: b + 1,
+                    });
+                }
+                let out = &self.ws.outputs[self.layers().len() - 1][..m * k];
+                if let Some((h, j)) = self.loss().correct(out, self.ws.targets.rows(), k) {
+                    hits += h;
+                    judged += j;
+                }
+                self.backward_workspace(m, false);
+                self.step()?;
+                loss_sum += loss * m as f64;
+                seen += m;
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            let (val_loss, val_accuracy) = match &config.validation {
+                Some((vx, vy)) => {
+                    let e = self.evaluate(vx.view(), *vy)?;
+                    (Some(e.loss), e.accuracy)
+                }
+                None => (None, None),
+            };
+            let stats = EpochStats {
+                epoch,
+                loss: (loss_sum / seen.max(1) as f64) as f32,
+                accuracy: (judged > 0).then(|| hits as f32 / judged as f32),
+                val_loss,
+                val_accuracy,
+                samples_per_sec: seen as f64 / seconds.max(1e-9),
+                seconds,
+            };
+            history.epochs.push(stats);
+            if !on_epoch(&stats) {
+                break;
+            }
+        }
+        Ok(history)
+    }
+}
