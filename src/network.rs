@@ -155,12 +155,12 @@ impl NetworkBuilder {
             return Err(Error::Config("a network needs at least one layer".into()));
         }
         self.optimizer.validate()?;
-        if let Some(c) = self.clip_grad_norm {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(Error::Config(format!(
-                    "gradient clipping norm must be > 0, got {c}"
-                )));
-            }
+        if let Some(c) = self.clip_grad_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(Error::Config(format!(
+                "gradient clipping norm must be > 0, got {c}"
+            )));
         }
         let mut layers = Vec::with_capacity(self.specs.len());
         let (mut width, mut offset) = (self.inputs, 0);
@@ -663,10 +663,22 @@ impl Network {
     /// One training step on a mini-batch: forward, loss, backward, update. Returns
     /// the batch's loss (before the update).
     ///
+    /// Once the network has seen this batch size, a step allocates nothing when it
+    /// runs on a thread of the rayon pool (as [`Network::fit`] does). Called from
+    /// any other thread, rayon's queue may allocate one small block every few
+    /// dozen steps to hand the step to the pool.
+    ///
     /// # Errors
     /// Bad features or targets; [`Error::Diverged`] (with the weights untouched)
     /// when the loss is not finite.
     pub fn train_step(&mut self, x: ArrayView2<'_, f32>, targets: Targets<'_>) -> Result<f32> {
+        // Enter the thread pool once, so that the step's parallel kernels start from
+        // a worker thread (whose local queue needs no allocation) rather than each
+        // being injected from outside.
+        rayon::scope(|_| self.train_step_in_pool(x, targets))
+    }
+
+    fn train_step_in_pool(&mut self, x: ArrayView2<'_, f32>, targets: Targets<'_>) -> Result<f32> {
         self.forward(x)?;
         let loss = self.backward(targets)?;
         if !loss.is_finite() {

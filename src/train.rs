@@ -108,7 +108,7 @@ impl Network {
     }
 
     /// [`Network::fit`] calling `on_epoch` after every epoch; training stops early
-    /// when it returns `false`.
+    /// when it returns `false`. The callback runs on a thread of the rayon pool.
     ///
     /// # Errors
     /// As [`Network::fit`].
@@ -120,8 +120,20 @@ impl Network {
         mut on_epoch: F,
     ) -> Result<History>
     where
-        F: FnMut(&EpochStats) -> bool,
+        F: FnMut(&EpochStats) -> bool + Send,
     {
+        // Run the whole loop inside the thread pool: parallel kernels then start
+        // from a worker thread and a training step allocates nothing.
+        rayon::scope(|_| self.fit_in_pool(x, targets, config, &mut on_epoch))
+    }
+
+    fn fit_in_pool(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        targets: Targets<'_>,
+        config: &FitConfig<'_>,
+        on_epoch: &mut (dyn FnMut(&EpochStats) -> bool + Send),
+    ) -> Result<History> {
         if config.batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1".into()));
         }

@@ -1,0 +1,61 @@
+//! Training with a fixed seed gives the same weights, bit for bit.
+
+mod common;
+
+use common::with_threads;
+use feedforward::{Activation::*, FitConfig, Network, Optimizer, data};
+
+/// Trains a network big enough that gemm, the element-wise kernels and the
+/// reductions all take their parallel paths, and returns its parameters.
+fn train(threads: usize) -> Vec<f32> {
+    with_threads(threads, || {
+        let (x, y) = data::blobs(128, 10, 64, 3);
+        let mut net = Network::builder(64)
+            .dense(256, Relu)
+            .dense(128, Identity)
+            .batch_norm(Tanh)
+            .dense(10, Softmax)
+            .optimizer(Optimizer::adam(1e-3))
+            .clip_grad_norm(1.0)
+            .seed(11)
+            .build()
+            .unwrap();
+        let cfg = FitConfig {
+            epochs: 2,
+            batch_size: 256,
+            ..Default::default()
+        };
+        net.fit(x.view(), (&y).into(), &cfg).unwrap();
+        net.parameters().to_vec()
+    })
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn same_run_twice_gives_identical_weights() {
+    assert_eq!(bits(&train(2)), bits(&train(2)));
+}
+
+/// The default backend splits products over output blocks only and reduces in a
+/// fixed order, so the thread count cannot change a single bit. (BLAS libraries
+/// make no such promise across thread counts.)
+#[cfg(not(feature = "blas"))]
+#[test]
+fn one_and_two_threads_give_identical_weights() {
+    let one = train(1);
+    let two = train(2);
+    let differing = one
+        .iter()
+        .zip(&two)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(
+        differing,
+        0,
+        "{differing} of {} parameters differ",
+        one.len()
+    );
+}

@@ -1,0 +1,255 @@
+//! Bad input comes back as a clear `Err`, never a panic, and changes nothing.
+
+use feedforward::{Activation::*, Error, FitConfig, Loss, Network, Optimizer, Targets};
+use ndarray::{Array1, Array2, array};
+
+fn net() -> Network {
+    Network::builder(3)
+        .dense(4, Relu)
+        .dense(2, Softmax)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn wrong_feature_width() {
+    let mut n = net();
+    let x = Array2::<f32>::zeros((5, 4));
+    let err = n.predict(x.view()).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    assert!(err.to_string().contains("3 columns"), "{err}");
+    assert!(matches!(n.forward(x.view()), Err(Error::Shape { .. })));
+    let y = Array1::<usize>::zeros(5);
+    assert!(n.fit(x.view(), (&y).into(), &FitConfig::default()).is_err());
+}
+
+#[test]
+fn non_finite_features_name_row_and_column() {
+    let n = net();
+    let mut x = Array2::<f32>::zeros((4, 3));
+    x[[2, 1]] = f32::NAN;
+    let err = n.predict_proba(x.view()).unwrap_err();
+    match &err {
+        Error::NonFinite {
+            context: "predict: features",
+            row: 2,
+            col: 1,
+            value,
+        } => assert!(value.is_nan()),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("row 2, column 1"), "{err}");
+    x[[2, 1]] = f32::INFINITY;
+    match n.predict_proba(x.view()).unwrap_err() {
+        Error::NonFinite {
+            row: 2,
+            col: 1,
+            value,
+            ..
+        } => assert!(value.is_infinite()),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn labels_out_of_range_and_wrong_counts() {
+    let mut n = net();
+    let x = Array2::<f32>::zeros((3, 3));
+    let y = array![0usize, 2, 1];
+    let err = n
+        .fit(x.view(), (&y).into(), &FitConfig::default())
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::LabelOutOfRange {
+            context: "fit: targets",
+            row: 1,
+            label: 2,
+            classes: 2
+        }
+    );
+    let y = array![0usize, 1];
+    assert!(matches!(
+        n.fit(x.view(), (&y).into(), &FitConfig::default()),
+        Err(Error::Shape { .. })
+    ));
+    let hot = Array2::<f32>::zeros((3, 5));
+    assert!(matches!(
+        n.evaluate(x.view(), Targets::Values(hot.view())),
+        Err(Error::Shape { .. })
+    ));
+    let mut bad = Array2::<f32>::zeros((3, 2));
+    bad[[1, 0]] = 1.5;
+    assert!(matches!(
+        n.evaluate(x.view(), Targets::Values(bad.view())),
+        Err(Error::InvalidTarget { row: 1, col: 0, .. })
+    ));
+    bad[[1, 0]] = f32::NAN;
+    assert!(matches!(
+        n.evaluate(x.view(), Targets::Values(bad.view())),
+        Err(Error::NonFinite { row: 1, col: 0, .. })
+    ));
+}
+
+#[test]
+fn empty_data_and_zero_batch_size() {
+    let mut n = net();
+    let x = Array2::<f32>::zeros((0, 3));
+    let y = Array1::<usize>::zeros(0);
+    assert!(matches!(
+        n.fit(x.view(), (&y).into(), &FitConfig::default()),
+        Err(Error::Empty(_))
+    ));
+    assert!(matches!(n.predict(x.view()), Err(Error::Empty(_))));
+    let x = Array2::<f32>::zeros((2, 3));
+    let y = Array1::<usize>::zeros(2);
+    let cfg = FitConfig {
+        batch_size: 0,
+        ..Default::default()
+    };
+    let err = n.fit(x.view(), (&y).into(), &cfg).unwrap_err();
+    assert!(
+        matches!(err, Error::Config(_)) && err.to_string().contains("batch size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn loss_that_does_not_fit_the_output_layer() {
+    let cases = [
+        (Relu, 3, Some(Loss::CategoricalCrossEntropy)),
+        (Softmax, 3, Some(Loss::BinaryCrossEntropy)),
+        (Sigmoid, 3, Some(Loss::BinaryCrossEntropy)),
+        (Softmax, 3, Some(Loss::MeanSquaredError)),
+        (Softmax, 1, None),
+        (Tanh, 2, Some(Loss::MultiLabelCrossEntropy)),
+    ];
+    for (act, width, loss) in cases {
+        let mut b = Network::builder(4).dense(width, act);
+        if let Some(l) = loss {
+            b = b.loss(l);
+        }
+        let err = b.build().unwrap_err();
+        assert!(
+            matches!(err, Error::LossMismatch { .. }),
+            "{act} {width} {loss:?}: {err}"
+        );
+    }
+    // No loss given and none follows from a ReLU output.
+    let err = Network::builder(4).dense(2, Relu).build().unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[test]
+fn invalid_configurations() {
+    assert!(matches!(
+        Network::builder(0).dense(2, Softmax).build(),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(Network::builder(3).build(), Err(Error::Config(_))));
+    assert!(matches!(
+        Network::builder(3).dense(0, Relu).dense(2, Softmax).build(),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        Network::builder(3)
+            .dense(2, Softmax)
+            .optimizer(Optimizer::adam(-1.0))
+            .build(),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        Network::builder(3)
+            .dense(2, Softmax)
+            .optimizer(Optimizer::sgd(f32::NAN))
+            .build(),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        Network::builder(3)
+            .dense(2, Softmax)
+            .optimizer(Optimizer::sgd_momentum(0.1, 1.5))
+            .build(),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        Network::builder(3)
+            .dense(2, Softmax)
+            .clip_grad_norm(0.0)
+            .build(),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(feedforward::set_threads(0), Err(Error::Config(_))));
+}
+
+#[test]
+fn calls_out_of_order() {
+    let mut n = net();
+    let y = array![0usize, 1];
+    assert!(matches!(n.backward((&y).into()), Err(Error::State(_))));
+    assert!(matches!(n.step(), Err(Error::State(_))));
+    let x = Array2::<f32>::zeros((2, 3));
+    n.forward(x.view()).unwrap();
+    n.backward((&y).into()).unwrap();
+    n.step().unwrap();
+    assert!(
+        matches!(n.step(), Err(Error::State(_))),
+        "a second step without new gradients"
+    );
+}
+
+#[test]
+fn failed_calls_change_nothing() {
+    let mut n = net();
+    let before = n.parameters().to_vec();
+    let mut x = Array2::<f32>::ones((4, 3));
+    x[[3, 2]] = f32::NAN;
+    let y = array![0usize, 1, 0, 1];
+    assert!(n.fit(x.view(), (&y).into(), &FitConfig::default()).is_err());
+    assert!(n.train_step(x.view(), (&y).into()).is_err());
+    assert_eq!(n.parameters(), &before[..]);
+}
+
+#[test]
+fn divergence_is_reported_before_the_update() {
+    let mut n = Network::builder(1)
+        .dense(1, Identity)
+        .optimizer(Optimizer::sgd(1e30))
+        .build()
+        .unwrap();
+    let x = array![[1e20f32], [2e20]];
+    let y = array![[1e20f32], [-1e20]];
+    let cfg = FitConfig {
+        epochs: 3,
+        batch_size: 2,
+        ..Default::default()
+    };
+    match n.fit(x.view(), (&y).into(), &cfg) {
+        Err(Error::Diverged { epoch, batch, .. }) => assert!(epoch >= 1 && batch == 1),
+        other => panic!("expected divergence, got {other:?}"),
+    }
+}
+
+#[test]
+fn set_dense_parameters_checks_shapes() {
+    let mut n = net();
+    let w = Array2::<f32>::zeros((3, 5));
+    let b = Array1::<f32>::zeros(5);
+    assert!(matches!(
+        n.set_dense_parameters(0, w.view(), b.view()),
+        Err(Error::Shape { .. })
+    ));
+    assert!(matches!(
+        n.set_dense_parameters(7, w.view(), b.view()),
+        Err(Error::Config(_))
+    ));
+    let w = Array2::<f32>::from_elem((3, 4), 0.5);
+    let b = Array1::<f32>::from_elem(4, f32::INFINITY);
+    assert!(matches!(
+        n.set_dense_parameters(0, w.view(), b.view()),
+        Err(Error::NonFinite { .. })
+    ));
+    let b = Array1::<f32>::zeros(4);
+    n.set_dense_parameters(0, w.view(), b.view()).unwrap();
+    assert_eq!(n.dense_parameters(0).unwrap().0, w);
+}
