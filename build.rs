@@ -81,16 +81,17 @@ fn check_openblas() {
     }
     let found = dirs.iter().any(|d| has_openblas(d));
     if !found {
-        println!(
-            "cargo::error=feature `openblas` needs the system OpenBLAS library, and no \
-             libopenblas was found. Install it:\n\
-             \x20   Debian/Ubuntu:  apt-get install libopenblas-dev\n\
-             \x20   Fedora/RHEL:    dnf install openblas-devel\n\
-             \x20   Arch:           pacman -S openblas\n\
-             \x20   macOS:          brew install openblas\n\
-             or point OPENBLAS_LIB_DIR at the directory holding libopenblas, \
-             or build without `--features openblas` to use the pure-Rust SIMD backend."
-        );
+        for line in [
+            "feature `openblas` needs the system OpenBLAS library, and no libopenblas was found. Install it:",
+            "    Debian/Ubuntu:  apt-get install libopenblas-dev",
+            "    Fedora/RHEL:    dnf install openblas-devel",
+            "    Arch:           pacman -S openblas",
+            "    macOS:          brew install openblas",
+            "or point OPENBLAS_LIB_DIR at the directory that holds libopenblas,",
+            "or build without `--features openblas` to use the pure-Rust SIMD backend.",
+        ] {
+            println!("cargo::error={line}");
+        }
     }
 }
 

@@ -71,3 +71,8 @@ pub use optim::{AdamConfig, Optimizer, OptimizerState, SgdConfig};
 pub use targets::Targets;
 pub use threads::{set_threads, threads};
 pub use train::{EpochStats, FitConfig, History};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
