@@ -5,9 +5,9 @@
 //!
 //! - Default build: [`simd`], the crate's own packed, cache-blocked kernel
 //!   (BLIS loop nest, `wide` micro-kernel, rayon over output blocks).
-//! - Feature `blas` / `openblas`: [`blas`], which hands the product to `cblas_sgemm`.
+//! - Feature `blas` / `openblas`: `blas.rs`, which hands the product to `cblas_sgemm`.
 //!
-//! [`reference`] is a plain triple loop that the tests compare both against.
+//! [`mod@reference`] is a plain triple loop that the tests compare both against.
 
 #[cfg(feature = "blas")]
 pub mod blas;
