@@ -48,6 +48,7 @@
 extern crate openblas_src;
 
 pub mod activation;
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod gemm;

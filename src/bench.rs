@@ -1,0 +1,347 @@
+//! The standard benchmark workloads (the project's `WORKLOADS.md`), runnable from
+//! the library, the `feedforward bench` command and criterion alike.
+//!
+//! | name  | network             | output / loss      | optimizer | batch | timed                  |
+//! |-------|---------------------|--------------------|-----------|-------|------------------------|
+//! | W1    | 784-512-256-10      | softmax, CE        | Adam 1e-3 | 256   | training steps         |
+//! | W2    | 1024-4096-4096-1024 | identity, MSE      | SGD 1e-3  | 4096  | training steps         |
+//! | W3    | W1's                | softmax            | —         | 4096  | forward passes         |
+//! | W3b   | W1's                | softmax            | —         | 1     | one forward pass       |
+//! | SGEMM | 4096 × 4096 × 4096  |                    |           |       | `C = A·B`              |
+//!
+//! Hidden layers use ReLU. Data are synthetic and seeded, generated before timing:
+//! eight mini-batches of standard-normal features (class indices or standard-normal
+//! targets), cycled through. Weights start He-uniform, biases at zero. A training
+//! step costs `6·batch·Σ n_in·n_out` FLOPs, a forward pass `2·batch·Σ n_in·n_out`.
+
+use std::time::Instant;
+
+use ndarray::{Array1, Array2};
+use rand::RngExt;
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::init::Init;
+use crate::loss::Loss;
+use crate::network::Network;
+use crate::optim::Optimizer;
+use crate::targets::Targets;
+
+/// Distinct mini-batches generated per run and cycled through.
+const BATCHES: usize = 8;
+
+/// One of the standard workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Workload {
+    /// "mnist-shape" training.
+    W1,
+    /// "large-batch" training.
+    W2,
+    /// Inference throughput, batch 4096.
+    W3,
+    /// Inference latency, batch 1.
+    W3b,
+    /// The machine's matrix-multiply limit.
+    Sgemm,
+}
+
+impl Workload {
+    /// Every workload, in report order (SGEMM first: the others are measured against it).
+    pub const ALL: [Workload; 5] = [
+        Workload::Sgemm,
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W3b,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W2 => "W2",
+            Workload::W3 => "W3",
+            Workload::W3b => "W3b",
+            Workload::Sgemm => "SGEMM",
+        }
+    }
+
+    /// Parses a name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Workload::ALL
+            .into_iter()
+            .find(|w| w.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Layer widths, input first (SGEMM: `[n, n, n]`).
+    pub fn widths(self) -> &'static [usize] {
+        match self {
+            Workload::W1 | Workload::W3 | Workload::W3b => &[784, 512, 256, 10],
+            Workload::W2 => &[1024, 4096, 4096, 1024],
+            Workload::Sgemm => &[4096, 4096, 4096],
+        }
+    }
+
+    /// The standard batch size.
+    pub fn batch(self) -> usize {
+        match self {
+            Workload::W1 => 256,
+            Workload::W2 | Workload::W3 | Workload::Sgemm => 4096,
+            Workload::W3b => 1,
+        }
+    }
+
+    /// Timed steps and warm-up steps of a full run (as the peers' `run_all.sh`).
+    pub fn default_steps(self) -> (usize, usize) {
+        match self {
+            Workload::W1 => (500, 50),
+            Workload::W2 => (10, 2),
+            Workload::W3 => (100, 10),
+            Workload::W3b => (5000, 500),
+            Workload::Sgemm => (5, 1),
+        }
+    }
+
+    /// Whether the timed call is a training step.
+    pub fn is_training(self) -> bool {
+        matches!(self, Workload::W1 | Workload::W2)
+    }
+
+    /// FLOPs of one timed call at `batch` rows.
+    pub fn flops(self, batch: usize) -> f64 {
+        let w = self.widths();
+        if self == Workload::Sgemm {
+            return 2.0 * (w[0] * w[1] * w[2]) as f64;
+        }
+        let macs: usize = w.windows(2).map(|p| p[0] * p[1]).sum();
+        let per_mac = if self.is_training() { 6.0 } else { 2.0 };
+        per_mac * (batch * macs) as f64
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchConfig {
+    /// The workload.
+    pub workload: Workload,
+    /// Threads for rayon and BLAS.
+    pub threads: usize,
+    /// Timed calls.
+    pub steps: usize,
+    /// Untimed calls first.
+    pub warmup: usize,
+    /// Batch size (default: the workload's).
+    pub batch: Option<usize>,
+    /// Seed for data and weights.
+    pub seed: u64,
+}
+
+/// What a run measured; field names match the peers' benchmark script.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BenchResult {
+    /// The workload.
+    pub workload: Workload,
+    /// Threads used.
+    pub threads: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Timed calls.
+    pub steps: usize,
+    /// Untimed calls.
+    pub warmup: usize,
+    /// Samples per second over the timed calls.
+    pub samples_per_s: f64,
+    /// Achieved GFLOP/s over the timed calls.
+    pub gflops: f64,
+    /// Median time per call, µs.
+    pub us_per_call_median: f64,
+    /// Mean time per call, µs.
+    pub us_per_call_mean: f64,
+    /// Peak resident memory of the process so far (VmHWM), MB, where the OS tells.
+    pub peak_rss_mb: Option<f64>,
+    /// Training: the last step's loss (before its update). Inference: the mean
+    /// cross-entropy of the last call's outputs.
+    pub final_loss: Option<f32>,
+}
+
+impl BenchResult {
+    /// One JSON object on one line, with the peers' field names, plus
+    /// `sgemm_fraction` when the same run's SGEMM GFLOP/s is given.
+    pub fn to_json(&self, sgemm_gflops: Option<f64>) -> String {
+        let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
+        let fraction = match (sgemm_gflops, self.workload) {
+            (Some(s), w) if w != Workload::Sgemm && s > 0.0 => {
+                format!(",\"sgemm_fraction\":{:.4}", self.gflops / s)
+            }
+            _ => String::new(),
+        };
+        format!(
+            "{{\"framework\":\"feedforward\",\"backend\":\"{}\",\"workload\":\"{}\",\"threads\":{},\"batch\":{},\"steps\":{},\"warmup\":{},\"samples_per_s\":{:.2},\"gflops\":{:.3},\"us_per_call_median\":{:.2},\"us_per_call_mean\":{:.2},\"peak_rss_mb\":{},\"final_loss\":{}{}}}",
+            crate::gemm::BACKEND,
+            self.workload.name(),
+            self.threads,
+            self.batch,
+            self.steps,
+            self.warmup,
+            self.samples_per_s,
+            self.gflops,
+            self.us_per_call_median,
+            self.us_per_call_mean,
+            opt(self.peak_rss_mb),
+            opt(self.final_loss.map(f64::from)),
+            fraction
+        )
+    }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`) in MiB, as the peers
+/// report it (`ru_maxrss` KiB / 1024); `None` where `/proc` is not available.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The workload's network: ReLU hidden layers, He-uniform weights, zero biases.
+pub fn network(workload: Workload, seed: u64) -> Result<Network> {
+    let w = workload.widths();
+    let mut b = Network::builder(w[0]).init(Init::HeUniform).seed(seed);
+    for &width in &w[1..w.len() - 1] {
+        b = b.dense(width, Activation::Relu);
+    }
+    let out = *w.last().expect("widths");
+    b = match workload {
+        Workload::W2 => b
+            .dense(out, Activation::Identity)
+            .loss(Loss::MeanSquaredError)
+            .optimizer(Optimizer::sgd(1e-3)),
+        _ => b
+            .dense(out, Activation::Softmax)
+            .optimizer(Optimizer::adam(1e-3)),
+    };
+    b.build()
+}
+
+/// Runs one workload on a pool of `config.threads` threads.
+///
+/// # Errors
+/// [`Error::Config`] for zero threads, steps or batch size.
+pub fn run(config: &BenchConfig) -> Result<BenchResult> {
+    if config.threads == 0 || config.steps == 0 || config.batch == Some(0) {
+        return Err(Error::Config(
+            "threads, steps and batch must be at least 1".into(),
+        ));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .build()
+        .map_err(|e| Error::Backend(e.to_string()))?;
+    pool.install(|| run_in_pool(config))
+}
+
+fn run_in_pool(config: &BenchConfig) -> Result<BenchResult> {
+    let w = config.workload;
+    let batch = config.batch.unwrap_or(w.batch());
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed);
+    let mut times = Vec::with_capacity(config.steps);
+    let mut final_loss = None;
+    let mut timed = |n: usize,
+                     times: &mut Vec<f64>,
+                     f: &mut dyn FnMut() -> Result<Option<f32>>|
+     -> Result<()> {
+        for _ in 0..n {
+            let start = Instant::now();
+            final_loss = f()?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        Ok(())
+    };
+    match w {
+        Workload::Sgemm => {
+            let n = w.widths()[0];
+            let a = normal_matrix(n, n, &mut rng);
+            let b = normal_matrix(n, n, &mut rng);
+            let mut c = Array2::zeros((n, n));
+            let mut call =
+                || crate::gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).map(|()| None);
+            timed(config.warmup, &mut Vec::new(), &mut call)?;
+            timed(config.steps, &mut times, &mut call)?;
+        }
+        _ => {
+            let widths = w.widths();
+            let (n_in, n_out) = (widths[0], *widths.last().expect("widths"));
+            let xs: Vec<Array2<f32>> = (0..BATCHES)
+                .map(|_| normal_matrix(batch, n_in, &mut rng))
+                .collect();
+            let classes: Vec<Array1<usize>> = (0..BATCHES)
+                .map(|_| Array1::from_shape_fn(batch, |_| rng.random_range(0..n_out)))
+                .collect();
+            let values: Vec<Array2<f32>> = if w == Workload::W2 {
+                (0..BATCHES)
+                    .map(|_| normal_matrix(batch, n_out, &mut rng))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut net = network(w, config.seed)?;
+            let mut t = 0usize;
+            let mut call = || -> Result<Option<f32>> {
+                let k = t % BATCHES;
+                t += 1;
+                let targets = if w == Workload::W2 {
+                    Targets::Values(values[k].view())
+                } else {
+                    Targets::Classes(classes[k].view())
+                };
+                if w.is_training() {
+                    net.train_step(xs[k].view(), targets).map(Some)
+                } else {
+                    let p = net.predict_proba(xs[k].view())?;
+                    let ce = p
+                        .rows()
+                        .into_iter()
+                        .zip(classes[k].iter())
+                        .map(|(row, &c)| -f64::from(row[c].max(1e-30)).ln())
+                        .sum::<f64>()
+                        / batch as f64;
+                    Ok(Some(ce as f32))
+                }
+            };
+            // The whole loop runs inside the pool: kernels start from a worker thread.
+            rayon::scope(|_| -> Result<()> {
+                timed(config.warmup, &mut Vec::new(), &mut call)?;
+                timed(config.steps, &mut times, &mut call)
+            })?;
+        }
+    }
+    let total: f64 = times.iter().sum();
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let rows = if w == Workload::Sgemm {
+        w.widths()[0]
+    } else {
+        batch
+    };
+    Ok(BenchResult {
+        workload: w,
+        threads: config.threads,
+        batch: rows,
+        steps: config.steps,
+        warmup: config.warmup,
+        samples_per_s: (rows * config.steps) as f64 / total,
+        gflops: w.flops(batch) * config.steps as f64 / total / 1e9,
+        us_per_call_median: median * 1e6,
+        us_per_call_mean: total / config.steps as f64 * 1e6,
+        peak_rss_mb: peak_rss_mb(),
+        final_loss,
+    })
+}
+
+fn normal_matrix(rows: usize, cols: usize, rng: &mut Xoshiro256PlusPlus) -> Array2<f32> {
+    Array2::from_shape_fn((rows, cols), |_| StandardNormal.sample(rng))
+}

@@ -1,0 +1,217 @@
+//! The `feedforward` command-line tool.
+
+use std::process::{Command, ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use feedforward::bench::{self, BenchConfig, BenchResult, Workload};
+
+/// Train and run multi-layer perceptrons on the CPU.
+#[derive(Parser)]
+#[command(name = "feedforward", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the standard benchmark workloads (W1, W2, W3, W3b, SGEMM) and print
+    /// samples/s, GFLOP/s, the fraction of SGEMM and peak memory.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Workloads: all, or a comma list of W1, W2, W3, W3b, SGEMM.
+    #[arg(long, default_value = "all")]
+    workload: String,
+    /// Thread counts to run each workload with (comma list).
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Timed steps (default: per workload, as the peers' full run).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Untimed warm-up steps (default: per workload).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Batch size instead of the workload's own.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Seed for data and weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// One JSON object per line per run, with the peers' field names.
+    #[arg(long)]
+    json: bool,
+    /// Run exactly one workload and thread count in this process (used internally:
+    /// every run gets its own process so that peak memory is its own).
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Bench(args) => run_bench(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_workloads(spec: &str) -> Result<Vec<Workload>, String> {
+    if spec.eq_ignore_ascii_case("all") {
+        return Ok(Workload::ALL.to_vec());
+    }
+    let mut list: Vec<Workload> = spec
+        .split(',')
+        .map(|s| {
+            Workload::from_name(s.trim()).ok_or_else(|| {
+                format!("unknown workload {s:?} (expected W1, W2, W3, W3b, SGEMM or all)")
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    // SGEMM first: the other figures are reported as a fraction of it.
+    list.sort_by_key(|w| Workload::ALL.iter().position(|a| a == w));
+    list.dedup();
+    Ok(list)
+}
+
+fn run_bench(args: &BenchArgs) -> Result<(), String> {
+    let workloads = parse_workloads(&args.workload)?;
+    if args.threads.contains(&0) {
+        return Err("thread counts must be at least 1".into());
+    }
+    if args.child {
+        let (w, t) = (workloads[0], args.threads[0]);
+        let (steps, warmup) = w.default_steps();
+        let config = BenchConfig {
+            workload: w,
+            threads: t,
+            steps: args.steps.unwrap_or(steps),
+            warmup: args.warmup.unwrap_or(warmup),
+            batch: args.batch,
+            seed: args.seed,
+        };
+        let result = bench::run(&config).map_err(|e| e.to_string())?;
+        println!("{}", result.to_json(None));
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    if !args.json {
+        println!(
+            "feedforward bench: backend {}, {} thread(s) available",
+            feedforward::gemm::BACKEND,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+    }
+    for &t in &args.threads {
+        let mut sgemm = None;
+        for &w in &workloads {
+            let mut cmd = Command::new(&exe);
+            cmd.args([
+                "bench",
+                "--child",
+                "--workload",
+                w.name(),
+                "--threads",
+                &t.to_string(),
+                "--seed",
+                &args.seed.to_string(),
+            ]);
+            for (flag, v) in [
+                ("--steps", args.steps),
+                ("--warmup", args.warmup),
+                ("--batch", args.batch),
+            ] {
+                if let Some(v) = v {
+                    cmd.args([flag, &v.to_string()]);
+                }
+            }
+            let out = cmd
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{} at {t} thread(s) failed: {}",
+                    w.name(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            let line = String::from_utf8_lossy(&out.stdout);
+            let result = parse_result(w, line.trim())
+                .ok_or_else(|| format!("unreadable result from {}: {line}", w.name()))?;
+            if w == Workload::Sgemm {
+                sgemm = Some(result.gflops);
+            }
+            if args.json {
+                println!("{}", result.to_json(sgemm));
+            } else {
+                println!("{}", human(&result, sgemm));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads back the fields of a child's JSON line (flat, numbers only).
+fn parse_result(workload: Workload, line: &str) -> Option<BenchResult> {
+    let field = |name: &str| -> Option<f64> {
+        let key = format!("\"{name}\":");
+        let start = line.find(&key)? + key.len();
+        let rest = &line[start..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim().parse().ok()
+    };
+    Some(BenchResult {
+        workload,
+        threads: field("threads")? as usize,
+        batch: field("batch")? as usize,
+        steps: field("steps")? as usize,
+        warmup: field("warmup")? as usize,
+        samples_per_s: field("samples_per_s")?,
+        gflops: field("gflops")?,
+        us_per_call_median: field("us_per_call_median")?,
+        us_per_call_mean: field("us_per_call_mean")?,
+        peak_rss_mb: field("peak_rss_mb"),
+        final_loss: field("final_loss").map(|v| v as f32),
+    })
+}
+
+fn human(r: &BenchResult, sgemm: Option<f64>) -> String {
+    let mut s = format!(
+        "{:<5} threads {} batch {:>5}  ",
+        r.workload.name(),
+        r.threads,
+        r.batch
+    );
+    match r.workload {
+        Workload::Sgemm => s += &format!("{:>8.1} GFLOP/s", r.gflops),
+        Workload::W3b => {
+            s += &format!(
+                "median {:>8.1} us/call  {:>8.1} GFLOP/s",
+                r.us_per_call_median, r.gflops
+            )
+        }
+        _ => {
+            s += &format!(
+                "{:>10.0} samples/s  {:>8.1} GFLOP/s",
+                r.samples_per_s, r.gflops
+            )
+        }
+    }
+    if let (Some(g), true) = (sgemm, r.workload != Workload::Sgemm) {
+        s += &format!("  ({:.2} of SGEMM)", r.gflops / g);
+    }
+    if let Some(m) = r.peak_rss_mb {
+        s += &format!("  peak RSS {m:.0} MB");
+    }
+    if let Some(l) = r.final_loss {
+        s += &format!("  final loss {l:.4}");
+    }
+    s
+}
