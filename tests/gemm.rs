@@ -198,3 +198,60 @@ fn simd_is_bit_identical_across_thread_counts() {
         );
     }
 }
+
+#[test]
+fn few_rows_path_matches_reference() {
+    // m ≤ 4 with a row-major B takes the no-packing path; n and k cross its blocks.
+    for &m in &[1, 2, 3, 4] {
+        for &(n, k) in &[
+            (1, 1),
+            (7, 17),
+            (17, 300),
+            (129, 255),
+            (300, 600),
+            (1000, 7),
+        ] {
+            check(entry, m, n, k, 1.0, 0.0);
+            check(simd_serial, m, n, k, -0.5, 0.75);
+            with_threads(2, || check(simd_parallel, m, n, k, 2.0, 1.0));
+        }
+    }
+}
+
+#[test]
+fn a_row_alone_gives_the_same_bits_as_in_a_batch() {
+    // The few-rows path and the packed path use the same arithmetic.
+    let (m, n, k) = (40, 300, 700);
+    let a = uniform(m, k, 21);
+    let b = uniform(k, n, 22);
+    let c0 = uniform(m, n, 23);
+    let mut batch = c0.clone();
+    simd::gemm_with(
+        1.5,
+        a.view(),
+        b.view(),
+        0.5,
+        batch.view_mut(),
+        Parallelism::None,
+    )
+    .unwrap();
+    for i in [0, 1, 13, 39] {
+        let mut row = c0.slice(s![i..i + 1, ..]).to_owned();
+        simd::gemm_with(
+            1.5,
+            a.slice(s![i..i + 1, ..]),
+            b.view(),
+            0.5,
+            row.view_mut(),
+            Parallelism::None,
+        )
+        .unwrap();
+        for j in 0..n {
+            assert_eq!(
+                row[[0, j]].to_bits(),
+                batch[[i, j]].to_bits(),
+                "row {i}, column {j}"
+            );
+        }
+    }
+}

@@ -16,6 +16,7 @@
 
 mod kernel;
 mod pack;
+mod small;
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -132,7 +133,13 @@ pub(crate) fn gemm(
         MatMut::from_view(&mut c),
     );
     // SAFETY: the views are valid for their shapes and borrowed for this call.
-    unsafe { loops(m, n, k, alpha, a, b, beta, c, par) }
+    unsafe {
+        if m <= small::SMALL_M && b.cs == 1 {
+            small::gemm(m, n, k, alpha, a, b, beta, c, par);
+        } else {
+            loops(m, n, k, alpha, a, b, beta, c, par);
+        }
+    }
 }
 
 /// The five loops. See the module docs.
