@@ -54,6 +54,18 @@ pub struct Network {
     clip_grad_norm: Option<f32>,
     seed: u64,
     pub(crate) ws: Workspace,
+    scratch: InferenceScratch,
+}
+
+/// Reusable buffers for inference, which runs on `&self`: taken under a lock when
+/// free, otherwise a caller allocates its own.
+#[derive(Debug, Default)]
+struct InferenceScratch(std::sync::Mutex<Vec<f32>>);
+
+impl Clone for InferenceScratch {
+    fn clone(&self) -> Self {
+        InferenceScratch::default()
+    }
 }
 
 /// Buffers for one training step, sized for `capacity` rows.
@@ -221,6 +233,7 @@ impl NetworkBuilder {
             clip_grad_norm: self.clip_grad_norm,
             seed: self.seed,
             ws: Workspace::default(),
+            scratch: InferenceScratch::default(),
         })
     }
 }
@@ -701,11 +714,16 @@ impl Network {
         let x = x.as_slice().expect("standard layout");
         let chunk = rows.min(INFERENCE_ROWS);
         let max_width = self.layers.iter().map(Layer::outputs).max().unwrap_or(0);
-        let mut bufs = [
-            vec![0.0f32; chunk * max_width],
-            vec![0.0f32; chunk * max_width],
-        ];
-        let mut inv_std = vec![0.0f32; max_width];
+        let mut guard = self.scratch.0.try_lock();
+        let mut own = Vec::new();
+        let scratch: &mut Vec<f32> = match guard {
+            Ok(ref mut g) => g,
+            Err(_) => &mut own,
+        };
+        resize(scratch, 2 * chunk * max_width + max_width);
+        let (b0, rest) = scratch.split_at_mut(chunk * max_width);
+        let (b1, inv_std) = rest.split_at_mut(chunk * max_width);
+        let mut bufs = [b0, b1];
         let mut out = Array2::zeros((rows, k));
         let out_slice = out.as_slice_mut().expect("standard layout");
         let n_layers = self.layers.len();
@@ -717,16 +735,14 @@ impl Network {
                 let activate = !last || activate_last;
                 let [b0, b1] = &mut bufs;
                 let (src, dst): (&[f32], &mut [f32]) = match (l == 0, l % 2 == 0) {
-                    (true, _) => (input, b0),
-                    (false, true) => (b1, b0),
-                    (false, false) => (b0, b1),
+                    (true, _) => (input, &mut **b0),
+                    (false, true) => (&**b1, &mut **b0),
+                    (false, false) => (&**b0, &mut **b1),
                 };
                 let dst: &mut [f32] = if last { out_chunk } else { dst };
                 match layer {
                     Layer::Dense(d) => d.forward(&self.params, src, dst, r, activate),
-                    Layer::BatchNorm(b) => {
-                        b.infer(&self.params, src, dst, r, &mut inv_std, activate)
-                    }
+                    Layer::BatchNorm(b) => b.infer(&self.params, src, dst, r, inv_std, activate),
                 }
                 if last {
                     break;
