@@ -51,6 +51,8 @@ struct BenchArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "openblas")]
+    ensure_openblas_kernel();
     let result = match cli.command {
         Cmd::Bench(args) => run_bench(&args),
     };
@@ -214,4 +216,37 @@ fn human(r: &BenchResult, sgemm: Option<f64>) -> String {
         s += &format!("  final loss {l:.4}");
     }
     s
+}
+
+/// Keeps OpenBLAS off its slow generic kernels on AVX-512 CPUs it does not
+/// recognise: restarts this program with `OPENBLAS_CORETYPE=SkylakeX` (the
+/// library reads it only when it loads), or warns when the user chose otherwise.
+#[cfg(feature = "openblas")]
+fn ensure_openblas_kernel() {
+    use feedforward::gemm::blas;
+    if !blas::is_fallback_kernel() {
+        return;
+    }
+    let core = blas::core_name();
+    if std::env::var_os("OPENBLAS_CORETYPE").is_some() {
+        eprintln!(
+            "warning: OpenBLAS runs its {core} kernels on this AVX-512 CPU (OPENBLAS_CORETYPE is set); \
+             matrix products may be several times slower than with OPENBLAS_CORETYPE=SkylakeX"
+        );
+        return;
+    }
+    eprintln!(
+        "note: OpenBLAS did not recognise this AVX-512 CPU ({core} kernels); restarting with OPENBLAS_CORETYPE=SkylakeX"
+    );
+    match std::env::current_exe() {
+        Ok(exe) => {
+            use std::os::unix::process::CommandExt;
+            let err = Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env("OPENBLAS_CORETYPE", "SkylakeX")
+                .exec();
+            eprintln!("warning: could not restart ({err}); continuing on the {core} kernels");
+        }
+        Err(e) => eprintln!("warning: could not restart ({e}); continuing on the {core} kernels"),
+    }
 }

@@ -146,6 +146,26 @@ mod openblas {
         }
     }
 
+    /// Whether this CPU runs AVX-512 but OpenBLAS chose kernels without it.
+    ///
+    /// Older OpenBLAS releases (Debian 12 ships 0.3.21) do not recognise newer
+    /// Xeons and fall back to generic kernels at about a fifth of the speed;
+    /// `OPENBLAS_CORETYPE=SkylakeX`, read when the library loads, restores them.
+    pub fn is_fallback_kernel() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !std::arch::is_x86_feature_detected!("avx512f") {
+                return false;
+            }
+            let core = core_name().to_ascii_lowercase();
+            !["skylakex", "cooperlake", "sapphirerapids"]
+                .iter()
+                .any(|c| core.contains(c))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
     /// The name of the kernel set OpenBLAS chose for this CPU (e.g. `"SkylakeX"`).
     pub fn core_name() -> String {
         // SAFETY: OpenBLAS returns a static NUL-terminated string.
@@ -160,9 +180,9 @@ mod openblas {
 }
 
 #[cfg(feature = "openblas")]
-pub use openblas::core_name;
-#[cfg(feature = "openblas")]
 use openblas::sync_threads;
+#[cfg(feature = "openblas")]
+pub use openblas::{core_name, is_fallback_kernel};
 
 /// A generic BLAS has no thread setting we can reach; it keeps its own.
 #[cfg(not(feature = "openblas"))]
