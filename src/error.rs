@@ -87,6 +87,27 @@ pub enum Error {
         /// Mini-batch within the epoch (from 1).
         batch: usize,
     },
+    /// A file could not be opened, read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        message: String,
+    },
+    /// A data or model file is malformed: a bad cell, a wrong field count, a
+    /// header that disagrees with the data, a truncated or foreign file.
+    #[error("{path}{}: {message}", location(*line, *column))]
+    Parse {
+        /// The file.
+        path: String,
+        /// Line (from 1) in a text file, or row (from 0) of an array, if known.
+        line: Option<u64>,
+        /// Column (from 1), if known.
+        column: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
     /// The thread pool or the BLAS library could not be configured.
     #[error("backend: {0}")]
     Backend(String),
@@ -94,6 +115,36 @@ pub enum Error {
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `", line 3, column 2"`, or as much of it as is known.
+fn location(line: Option<u64>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(", line {l}, column {c}"),
+        (Some(l), None) => format!(", line {l}"),
+        (None, Some(c)) => format!(", column {c}"),
+        (None, None) => String::new(),
+    }
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: &std::path::Path, err: &std::io::Error) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }
+    }
+
+    /// An [`Error::Parse`] for `path` with no position.
+    pub fn parse(path: &std::path::Path, message: impl Into<String>) -> Self {
+        Error::Parse {
+            path: path.display().to_string(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+}
 
 /// Formats a shape for error messages: `256 x 784`.
 pub(crate) fn shape_str(rows: usize, cols: usize) -> String {

@@ -33,6 +33,8 @@
 //! - [`gemm`]: the one entry point for matrix products. Default build: the crate's
 //!   own packed SIMD kernel ([`gemm::simd`]); feature `openblas` (or `blas` with a
 //!   provider of your choice): `cblas_sgemm`.
+//! - [`io`]: data sets from CSV, IDX (MNIST) and NPY/NPZ files, and model files
+//!   ([`io::model`], safetensors) written atomically; [`Standardizer`] for inputs.
 //! - Element-wise kernels run on rayon across batch rows; [`set_threads`] sets one
 //!   thread count for rayon and BLAS alike.
 //!
@@ -53,11 +55,13 @@ pub mod data;
 pub mod error;
 pub mod gemm;
 pub mod init;
+pub mod io;
 mod kernels;
 pub mod layers;
 pub mod loss;
 pub mod network;
 pub mod optim;
+pub mod standardize;
 pub mod targets;
 mod threads;
 pub mod train;
@@ -69,9 +73,10 @@ pub use layers::Layer;
 pub use loss::Loss;
 pub use network::{Evaluation, Network, NetworkBuilder};
 pub use optim::{AdamConfig, Optimizer, OptimizerState, SgdConfig};
+pub use standardize::Standardizer;
 pub use targets::Targets;
 pub use threads::{set_threads, threads};
-pub use train::{EpochStats, FitConfig, History};
+pub use train::{EpochStats, FitConfig, History, Progress};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,6 +1,8 @@
 //! Mini-batch training: [`Network::fit`].
 //!
-//! Each epoch shuffles the row order (seeded), then for every mini-batch gathers
+//! Each epoch shuffles the row order with a generator seeded from the seed and the
+//! epoch's number alone, so that training resumed at epoch `e` (see
+//! [`FitConfig::first_epoch`]) sees the same batches as an uninterrupted run. Then for every mini-batch gathers
 //! its rows into the network's workspace and runs forward, loss, backward and the
 //! optimizer update. The data are checked once, up front, not per batch.
 
@@ -30,6 +32,29 @@ pub struct FitConfig<'a> {
     pub seed: Option<u64>,
     /// Data to evaluate after every epoch (inference mode).
     pub validation: Option<(ArrayView2<'a, f32>, Targets<'a>)>,
+    /// Number of the first epoch (default 1). Resuming after `e` finished epochs
+    /// with `first_epoch: e + 1` repeats the uninterrupted run's shuffles.
+    pub first_epoch: usize,
+}
+
+/// What [`Network::fit_with_progress`] reports: a finished batch or epoch.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'s> {
+    /// A mini-batch was trained on.
+    Batch {
+        /// Epoch number.
+        epoch: usize,
+        /// Batch within the epoch, from 1.
+        batch: usize,
+        /// Batches in the epoch.
+        batches: usize,
+        /// Rows in this batch.
+        rows: usize,
+        /// The batch's mean loss (before its update).
+        loss: f32,
+    },
+    /// An epoch finished.
+    Epoch(&'s EpochStats),
 }
 
 impl Default for FitConfig<'_> {
@@ -40,6 +65,7 @@ impl Default for FitConfig<'_> {
             shuffle: true,
             seed: None,
             validation: None,
+            first_epoch: 1,
         }
     }
 }
@@ -122,9 +148,30 @@ impl Network {
     where
         F: FnMut(&EpochStats) -> bool + Send,
     {
+        self.fit_with_progress(x, targets, config, |p| match p {
+            Progress::Epoch(stats) => on_epoch(stats),
+            Progress::Batch { .. } => true,
+        })
+    }
+
+    /// [`Network::fit`] calling `on_progress` after every batch and every epoch
+    /// (for progress bars); training stops when it returns `false`.
+    ///
+    /// # Errors
+    /// As [`Network::fit`].
+    pub fn fit_with_progress<F>(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        targets: Targets<'_>,
+        config: &FitConfig<'_>,
+        mut on_progress: F,
+    ) -> Result<History>
+    where
+        F: FnMut(Progress<'_>) -> bool + Send,
+    {
         // Run the whole loop inside the thread pool: parallel kernels then start
         // from a worker thread and a training step allocates nothing.
-        rayon::scope(|_| self.fit_in_pool(x, targets, config, &mut on_epoch))
+        rayon::scope(|_| self.fit_in_pool(x, targets, config, &mut on_progress))
     }
 
     fn fit_in_pool(
@@ -132,7 +179,7 @@ impl Network {
         x: ArrayView2<'_, f32>,
         targets: Targets<'_>,
         config: &FitConfig<'_>,
-        on_epoch: &mut (dyn FnMut(&EpochStats) -> bool + Send),
+        on_progress: &mut (dyn FnMut(Progress<'_>) -> bool + Send),
     ) -> Result<History> {
         if config.batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1".into()));
@@ -165,12 +212,14 @@ impl Network {
         let batch = config.batch_size.min(rows);
         self.reserve(batch);
         let mut order: Vec<usize> = (0..rows).collect();
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed.unwrap_or(self.seed()));
+        let seed = config.seed.unwrap_or(self.seed());
         let mut history = History::default();
+        let batches = rows.div_ceil(batch);
 
-        for epoch in 1..=config.epochs {
+        for epoch in config.first_epoch..config.first_epoch + config.epochs {
             if config.shuffle {
-                order.shuffle(&mut rng);
+                order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
+                order.shuffle(&mut epoch_rng(seed, epoch));
             }
             let start = Instant::now();
             let (mut loss_sum, mut seen) = (0.0f64, 0usize);
@@ -202,6 +251,16 @@ impl Network {
                 self.step()?;
                 loss_sum += loss * m as f64;
                 seen += m;
+                let progress = Progress::Batch {
+                    epoch,
+                    batch: b + 1,
+                    batches,
+                    rows: m,
+                    loss: loss as f32,
+                };
+                if !on_progress(progress) {
+                    return Ok(history);
+                }
             }
             let seconds = start.elapsed().as_secs_f64();
             let (val_loss, val_accuracy) = match &config.validation {
@@ -221,10 +280,16 @@ impl Network {
                 seconds,
             };
             history.epochs.push(stats);
-            if !on_epoch(&stats) {
+            if !on_progress(Progress::Epoch(&stats)) {
                 break;
             }
         }
         Ok(history)
     }
+}
+
+/// The shuffling generator of epoch `epoch`: a function of the seed and the
+/// epoch's number only.
+fn epoch_rng(seed: u64, epoch: usize) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }

@@ -157,7 +157,7 @@ pub struct OptimizerState {
     /// Adam's second moment `v` (empty until needed).
     pub second: Vec<f32>,
     /// Scratch for the gradient norm's partial sums.
-    partials: Vec<f64>,
+    pub(crate) partials: Vec<f64>,
 }
 
 impl OptimizerState {

@@ -1,0 +1,216 @@
+//! A data set read from a file, with the position of every value in that file.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, Axis};
+
+use crate::error::{Error, Result};
+
+/// Features and targets read from a file, one sample per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// `n × d` features.
+    pub features: Array2<f32>,
+    /// `n × t` targets as read (class labels are one column); `t = 0` when the
+    /// file has none.
+    pub targets: Array2<f32>,
+    /// Where the values came from, for error messages.
+    pub origin: Origin,
+}
+
+/// Where a [`Dataset`]'s values came from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Origin {
+    /// The features' file.
+    pub path: PathBuf,
+    /// The targets' file (the same file for CSV and NPZ).
+    pub targets_path: PathBuf,
+    /// Text files: the line (from 1) of every row.
+    pub lines: Option<Vec<u64>>,
+    /// Text files: the file column (from 0) of every feature column.
+    pub feature_columns: Vec<usize>,
+    /// Text files: the file column (from 0) of every target column.
+    pub target_columns: Vec<usize>,
+    /// Text files with a header: the names of the feature columns.
+    pub feature_names: Vec<String>,
+}
+
+impl Dataset {
+    /// Pairs features with targets read from arrays (IDX, NPY, NPZ), checking
+    /// that they have one row each per sample.
+    pub(crate) fn from_arrays(
+        path: &Path,
+        features: Array2<f32>,
+        targets: Option<(PathBuf, Array2<f32>)>,
+    ) -> Result<Dataset> {
+        if features.nrows() == 0 || features.ncols() == 0 {
+            return Err(Error::parse(path, "the features array is empty"));
+        }
+        let (targets_path, targets) = match targets {
+            Some((p, t)) => {
+                if t.nrows() != features.nrows() {
+                    return Err(Error::parse(
+                        &p,
+                        format!(
+                            "has {} target rows but {} has {} samples",
+                            t.nrows(),
+                            path.display(),
+                            features.nrows()
+                        ),
+                    ));
+                }
+                (p, t)
+            }
+            None => (path.to_path_buf(), Array2::zeros((features.nrows(), 0))),
+        };
+        Ok(Dataset {
+            features,
+            targets,
+            origin: Origin {
+                path: path.to_path_buf(),
+                targets_path,
+                ..Origin::default()
+            },
+        })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.features.nrows()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An [`Error::Parse`] pointing at feature (`target = false`) or target
+    /// column `col` of row `row`.
+    pub fn error_at(&self, row: usize, col: usize, target: bool, message: &str) -> Error {
+        let o = &self.origin;
+        let path = if target { &o.targets_path } else { &o.path };
+        let columns = if target {
+            &o.target_columns
+        } else {
+            &o.feature_columns
+        };
+        match &o.lines {
+            Some(lines) => Error::Parse {
+                path: path.display().to_string(),
+                line: lines.get(row).copied(),
+                column: columns.get(col).map(|c| c + 1),
+                message: message.to_string(),
+            },
+            None => Error::parse(path, format!("at [{row}, {col}]: {message}")),
+        }
+    }
+
+    /// Checks that every feature and target is finite.
+    ///
+    /// # Errors
+    /// [`Error::Parse`] at the first NaN or infinite value.
+    pub fn check_finite(&self) -> Result<()> {
+        for (target, array) in [(false, &self.features), (true, &self.targets)] {
+            if let Some(((r, c), v)) = array.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                let what = if v.is_nan() {
+                    "a missing or NaN value"
+                } else {
+                    "an infinite value"
+                };
+                return Err(self.error_at(
+                    r,
+                    c,
+                    target,
+                    &format!("{what}; clean the data or pass --allow-nan to drop such rows"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every row holding a NaN or infinite value; returns how many.
+    pub fn drop_non_finite(&mut self) -> usize {
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|&r| {
+                self.features.row(r).iter().all(|v| v.is_finite())
+                    && self.targets.row(r).iter().all(|v| v.is_finite())
+            })
+            .collect();
+        let dropped = self.len() - keep.len();
+        if dropped > 0 {
+            *self = self.select(&keep);
+        }
+        dropped
+    }
+
+    /// The rows `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> Dataset {
+        let mut origin = self.origin.clone();
+        origin.lines = self
+            .origin
+            .lines
+            .as_ref()
+            .map(|l| rows.iter().map(|&r| l[r]).collect());
+        Dataset {
+            features: self.features.select(Axis(0), rows),
+            targets: self.targets.select(Axis(0), rows),
+            origin,
+        }
+    }
+
+    /// The single target column as class indices, each below `classes` when given.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when there is not exactly one target column;
+    /// [`Error::Parse`] at a label that is negative, not an integer, or not below
+    /// `classes`.
+    pub fn class_labels(&self, classes: Option<usize>) -> Result<Vec<usize>> {
+        if self.targets.ncols() != 1 {
+            return Err(Error::Config(format!(
+                "{}: class labels need exactly one target column, found {}",
+                self.origin.targets_path.display(),
+                self.targets.ncols()
+            )));
+        }
+        self.targets
+            .column(0)
+            .iter()
+            .enumerate()
+            .map(|(r, &v)| {
+                if !(v >= 0.0 && v.fract() == 0.0 && v < 16_777_216.0) {
+                    return Err(self.error_at(
+                        r,
+                        0,
+                        true,
+                        &format!("label {v} is not a class index (an integer from 0)"),
+                    ));
+                }
+                let label = v as usize;
+                match classes {
+                    Some(k) if label >= k => Err(self.error_at(
+                        r,
+                        0,
+                        true,
+                        &format!(
+                            "label {label} is out of range for {k} classes (0 to {})",
+                            k - 1
+                        ),
+                    )),
+                    _ => Ok(label),
+                }
+            })
+            .collect()
+    }
+
+    /// The number of classes the labels imply: the largest label plus one.
+    ///
+    /// # Errors
+    /// As [`Dataset::class_labels`].
+    pub fn infer_classes(&self) -> Result<usize> {
+        Ok(self
+            .class_labels(None)?
+            .into_iter()
+            .max()
+            .map_or(0, |m| m + 1))
+    }
+}

@@ -1,0 +1,434 @@
+//! Model files: a network's weights as [safetensors], with everything needed to
+//! use it again in the metadata.
+//!
+//! Tensors (all `f32`): `layers.{i}.weight` (`n_in × n_out`, as in `Z = A·W + b`)
+//! and `layers.{i}.bias` for a dense layer; `layers.{i}.gamma`, `.beta`,
+//! `.running_mean`, `.running_var` for batch normalisation; `standardize.mean` and
+//! `standardize.std` when the inputs are standardised; and, in a checkpoint,
+//! `optimizer.first` and `optimizer.second` (laid out like
+//! [`Network::parameters`]). Metadata: `feedforward.format` (`"1"`),
+//! `feedforward.network` (JSON: inputs, layers, loss, optimizer and its step,
+//! seed, clipping), plus any entries the writer adds (the CLI stores its
+//! training settings under `feedforward.training`).
+//!
+//! Files are written atomically: to a temporary file in the same directory,
+//! flushed to disk, then renamed over the target, so a reader (or a crash)
+//! never sees a half-written model, and a failed write leaves an old file intact.
+//!
+//! [safetensors]: https://github.com/huggingface/safetensors
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layers::Layer;
+use crate::network::Network;
+use crate::optim::{AdamConfig, Optimizer, OptimizerState, SgdConfig};
+use crate::standardize::Standardizer;
+use crate::{Activation, Loss};
+
+const FORMAT_KEY: &str = "feedforward.format";
+const NETWORK_KEY: &str = "feedforward.network";
+const FORMAT: &str = "1";
+
+/// A network read from a model file, with what was stored beside it.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The network, its weights, batch-norm statistics and (from a checkpoint)
+    /// optimizer state.
+    pub network: Network,
+    /// Input standardisation measured on the training data, if any.
+    pub standardizer: Option<Standardizer>,
+    /// Whether the file held optimizer state (a checkpoint).
+    pub has_optimizer_state: bool,
+    /// The writer's own metadata entries (those not used by this module).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What [`save`] writes besides the network's weights.
+#[derive(Debug, Clone, Default)]
+pub struct SaveOptions<'a> {
+    /// Input standardisation to store.
+    pub standardizer: Option<&'a Standardizer>,
+    /// Store the optimizer's state too (a checkpoint to resume from).
+    pub optimizer_state: bool,
+    /// Extra metadata entries (keys must not start with `feedforward.format` or
+    /// `feedforward.network`).
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Architecture {
+    inputs: usize,
+    layers: Vec<LayerDesc>,
+    loss: String,
+    optimizer: OptimizerDesc,
+    clip_grad_norm: Option<f32>,
+    seed: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum LayerDesc {
+    Dense {
+        units: usize,
+        activation: String,
+    },
+    BatchNorm {
+        activation: String,
+        momentum: f32,
+        eps: f32,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct OptimizerDesc {
+    kind: String,
+    lr: f32,
+    #[serde(default)]
+    momentum: f32,
+    #[serde(default)]
+    nesterov: bool,
+    #[serde(default)]
+    beta1: f32,
+    #[serde(default)]
+    beta2: f32,
+    #[serde(default)]
+    eps: f32,
+    #[serde(default)]
+    weight_decay: f32,
+    #[serde(default)]
+    step: u64,
+}
+
+/// Writes `network` to `path` atomically (see the module docs for the layout).
+///
+/// ```
+/// use feedforward::{Activation::*, Network, io::model};
+/// let net = Network::builder(4).dense(8, Relu).dense(3, Softmax).build()?;
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("net.safetensors");
+/// model::save(&path, &net, &Default::default())?;
+/// let back = model::load(&path)?;
+/// assert_eq!(back.network.parameters(), net.parameters());
+/// # Ok::<(), feedforward::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be written (an existing file is then left
+/// as it was).
+pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result<()> {
+    let params = network.parameters();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>, values: &[f32]| {
+        tensors.push((
+            name,
+            shape,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+    };
+    let mut layers = Vec::new();
+    for (i, layer) in network.layers().iter().enumerate() {
+        match layer {
+            Layer::Dense(d) => {
+                let (w, b) = d.split(params);
+                push(format!("layers.{i}.weight"), vec![d.inputs, d.outputs], w);
+                push(format!("layers.{i}.bias"), vec![d.outputs], b);
+                layers.push(LayerDesc::Dense {
+                    units: d.outputs,
+                    activation: d.activation.name().into(),
+                });
+            }
+            Layer::BatchNorm(b) => {
+                let (gamma, beta) = params[b.offset..b.offset + 2 * b.width].split_at(b.width);
+                push(format!("layers.{i}.gamma"), vec![b.width], gamma);
+                push(format!("layers.{i}.beta"), vec![b.width], beta);
+                push(
+                    format!("layers.{i}.running_mean"),
+                    vec![b.width],
+                    &b.running_mean,
+                );
+                push(
+                    format!("layers.{i}.running_var"),
+                    vec![b.width],
+                    &b.running_var,
+                );
+                layers.push(LayerDesc::BatchNorm {
+                    activation: b.activation.name().into(),
+                    momentum: b.momentum,
+                    eps: b.eps,
+                });
+            }
+        }
+    }
+    if let Some(s) = options.standardizer {
+        push("standardize.mean".into(), vec![s.width()], &s.mean);
+        push("standardize.std".into(), vec![s.width()], &s.std);
+    }
+    let state = network.optimizer_state();
+    if options.optimizer_state {
+        for (name, v) in [
+            ("optimizer.first", &state.first),
+            ("optimizer.second", &state.second),
+        ] {
+            if !v.is_empty() {
+                push(name.into(), vec![v.len()], v);
+            }
+        }
+    }
+    let arch = Architecture {
+        inputs: network.inputs(),
+        layers,
+        loss: network.loss().name().into(),
+        optimizer: describe_optimizer(network.optimizer(), state.step),
+        clip_grad_norm: network.clip_grad_norm(),
+        seed: network.seed(),
+    };
+    let mut metadata: HashMap<String, String> = options.metadata.clone().into_iter().collect();
+    metadata.insert(FORMAT_KEY.into(), FORMAT.into());
+    metadata.insert(
+        NETWORK_KEY.into(),
+        serde_json::to_string(&arch).expect("plain data serialises"),
+    );
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+///
+/// # Errors
+/// [`Error::Io`]; the temporary file is removed and `path` is untouched.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io = |e: std::io::Error| Error::io(path, &e);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".feedforward-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Reads a model file written by [`save`].
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read; [`Error::Parse`] for a truncated or
+/// foreign file, or one whose tensors disagree with its architecture.
+pub fn load(path: &Path) -> Result<Model> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e))?;
+    let bad = |m: String| Error::parse(path, m);
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| {
+        bad(format!(
+            "not a feedforward model (safetensors: {e}); truncated or foreign file?"
+        ))
+    })?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut metadata: BTreeMap<String, String> = meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    if metadata.remove(FORMAT_KEY).as_deref() != Some(FORMAT) {
+        return Err(bad(
+            "a safetensors file, but not a feedforward model (no feedforward.format entry)".into(),
+        ));
+    }
+    let arch: Architecture = metadata
+        .remove(NETWORK_KEY)
+        .ok_or_else(|| bad("the model has no feedforward.network entry".into()))
+        .and_then(|s| {
+            serde_json::from_str(&s).map_err(|e| bad(format!("feedforward.network: {e}")))
+        })?;
+
+    let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let t = file
+            .tensor(name)
+            .map_err(|_| bad(format!("tensor {name} is missing")))?;
+        if t.dtype() != Dtype::F32 || t.shape() != shape {
+            return Err(bad(format!(
+                "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+
+    let optimizer = parse_optimizer(&arch.optimizer).map_err(bad)?;
+    let loss =
+        Loss::from_name(&arch.loss).ok_or_else(|| bad(format!("unknown loss {:?}", arch.loss)))?;
+    let activation = |name: &str| {
+        Activation::from_name(name).ok_or_else(|| bad(format!("unknown activation {name:?}")))
+    };
+    let mut builder = Network::builder(arch.inputs)
+        .loss(loss)
+        .optimizer(optimizer)
+        .seed(arch.seed);
+    if let Some(c) = arch.clip_grad_norm {
+        builder = builder.clip_grad_norm(c);
+    }
+    for layer in &arch.layers {
+        builder = match layer {
+            LayerDesc::Dense {
+                units,
+                activation: a,
+            } => builder.dense(*units, activation(a)?),
+            LayerDesc::BatchNorm { activation: a, .. } => builder.batch_norm(activation(a)?),
+        };
+    }
+    let mut network = builder
+        .build()
+        .map_err(|e| bad(format!("architecture: {e}")))?;
+
+    let mut params = vec![0.0f32; network.parameter_count()];
+    for (i, (layer, desc)) in network
+        .layers_mut()
+        .iter_mut()
+        .zip(&arch.layers)
+        .enumerate()
+    {
+        match layer {
+            Layer::Dense(d) => {
+                let w = tensor(&format!("layers.{i}.weight"), &[d.inputs, d.outputs])?;
+                let b = tensor(&format!("layers.{i}.bias"), &[d.outputs])?;
+                let n = w.len();
+                params[d.offset..d.offset + n].copy_from_slice(&w);
+                params[d.offset + n..d.offset + n + b.len()].copy_from_slice(&b);
+            }
+            Layer::BatchNorm(b) => {
+                let w = b.width;
+                let gamma = tensor(&format!("layers.{i}.gamma"), &[w])?;
+                let beta = tensor(&format!("layers.{i}.beta"), &[w])?;
+                params[b.offset..b.offset + w].copy_from_slice(&gamma);
+                params[b.offset + w..b.offset + 2 * w].copy_from_slice(&beta);
+                b.running_mean = tensor(&format!("layers.{i}.running_mean"), &[w])?;
+                b.running_var = tensor(&format!("layers.{i}.running_var"), &[w])?;
+                if let LayerDesc::BatchNorm { momentum, eps, .. } = desc {
+                    b.momentum = *momentum;
+                    b.eps = *eps;
+                }
+            }
+        }
+    }
+    if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+        return Err(bad(format!("parameter {i} is not finite")));
+    }
+    network.parameters_mut().copy_from_slice(&params);
+
+    let n = params.len();
+    let optional = |name: &str| {
+        file.tensor(name)
+            .is_ok()
+            .then(|| tensor(name, &[n]))
+            .transpose()
+    };
+    let first = optional("optimizer.first")?;
+    let second = optional("optimizer.second")?;
+    let has_optimizer_state = first.is_some() || second.is_some();
+    network
+        .set_optimizer_state(OptimizerState {
+            step: arch.optimizer.step,
+            first: first.unwrap_or_default(),
+            second: second.unwrap_or_default(),
+            ..OptimizerState::default()
+        })
+        .map_err(|e| bad(e.to_string()))?;
+
+    let standardizer = if file.tensor("standardize.mean").is_ok() {
+        let w = arch.inputs;
+        let std = tensor("standardize.std", &[w])?;
+        if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(bad(
+                "standardize.std holds a value that is not positive".into()
+            ));
+        }
+        Some(Standardizer {
+            mean: tensor("standardize.mean", &[w])?,
+            std,
+        })
+    } else {
+        None
+    };
+    Ok(Model {
+        network,
+        standardizer,
+        has_optimizer_state,
+        metadata,
+    })
+}
+
+fn describe_optimizer(optimizer: &Optimizer, step: u64) -> OptimizerDesc {
+    let mut d = OptimizerDesc {
+        kind: optimizer.name().into(),
+        lr: optimizer.learning_rate(),
+        momentum: 0.0,
+        nesterov: false,
+        beta1: 0.0,
+        beta2: 0.0,
+        eps: 0.0,
+        weight_decay: 0.0,
+        step,
+    };
+    match optimizer {
+        Optimizer::Sgd(c) => {
+            d.momentum = c.momentum;
+            d.nesterov = c.nesterov;
+            d.weight_decay = c.weight_decay;
+        }
+        Optimizer::Adam(c) | Optimizer::AdamW(c) => {
+            d.beta1 = c.beta1;
+            d.beta2 = c.beta2;
+            d.eps = c.eps;
+            d.weight_decay = c.weight_decay;
+        }
+    }
+    d
+}
+
+fn parse_optimizer(d: &OptimizerDesc) -> std::result::Result<Optimizer, String> {
+    let adam = AdamConfig {
+        lr: d.lr,
+        beta1: d.beta1,
+        beta2: d.beta2,
+        eps: d.eps,
+        weight_decay: d.weight_decay,
+    };
+    Ok(match d.kind.as_str() {
+        "sgd" => Optimizer::Sgd(SgdConfig {
+            lr: d.lr,
+            momentum: d.momentum,
+            nesterov: d.nesterov,
+            weight_decay: d.weight_decay,
+        }),
+        "adam" => Optimizer::Adam(adam),
+        "adamw" => Optimizer::AdamW(adam),
+        other => return Err(format!("unknown optimizer {other:?}")),
+    })
+}
