@@ -52,6 +52,9 @@ pub enum Progress<'s> {
         rows: usize,
         /// The batch's mean loss (before its update).
         loss: f32,
+        /// Predictions right and predictions judged (before the update), for
+        /// classification losses.
+        correct: Option<(usize, usize)>,
     },
     /// An epoch finished.
     Epoch(&'s EpochStats),
@@ -243,7 +246,8 @@ impl Network {
                     });
                 }
                 let out = &self.ws.outputs[self.layers().len() - 1][..m * k];
-                if let Some((h, j)) = self.loss().correct(out, self.ws.targets.rows(), k) {
+                let correct = self.loss().correct(out, self.ws.targets.rows(), k);
+                if let Some((h, j)) = correct {
                     hits += h;
                     judged += j;
                 }
@@ -257,6 +261,7 @@ impl Network {
                     batches,
                     rows: m,
                     loss: loss as f32,
+                    correct,
                 };
                 if !on_progress(progress) {
                     return Ok(history);

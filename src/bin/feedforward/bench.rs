@@ -1,30 +1,18 @@
-//! The `feedforward` command-line tool.
+//! `feedforward bench`: the standard workloads of WORKLOADS.md, one process per run.
 
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use feedforward::bench::{self, BenchConfig, BenchResult, Workload};
 
-/// Train and run multi-layer perceptrons on the CPU.
-#[derive(Parser)]
-#[command(name = "feedforward", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Cmd,
-}
+use crate::Result;
 
-#[derive(Subcommand)]
-enum Cmd {
-    /// Run the standard benchmark workloads (W1, W2, W3, W3b, SGEMM) and print
-    /// samples/s, GFLOP/s, the fraction of SGEMM and peak memory.
-    Bench(BenchArgs),
-}
-
+/// Options of `feedforward bench`.
 #[derive(Args)]
-struct BenchArgs {
+pub struct BenchArgs {
     /// Workloads: all, or a comma list of W1, W2, W3, W3b, SGEMM.
     #[arg(long, default_value = "all")]
-    workload: String,
+    pub workload: String,
     /// Thread counts to run each workload with (comma list).
     #[arg(long, default_value = "1,2", value_delimiter = ',')]
     threads: Vec<usize>,
@@ -49,23 +37,7 @@ struct BenchArgs {
     child: bool,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    #[cfg(feature = "openblas")]
-    ensure_openblas_kernel();
-    let result = match cli.command {
-        Cmd::Bench(args) => run_bench(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn parse_workloads(spec: &str) -> Result<Vec<Workload>, String> {
+fn parse_workloads(spec: &str) -> Result<Vec<Workload>> {
     if spec.eq_ignore_ascii_case("all") {
         return Ok(Workload::ALL.to_vec());
     }
@@ -83,7 +55,8 @@ fn parse_workloads(spec: &str) -> Result<Vec<Workload>, String> {
     Ok(list)
 }
 
-fn run_bench(args: &BenchArgs) -> Result<(), String> {
+/// Runs the benchmark: each (workload, threads) pair in a child process.
+pub fn run(args: &BenchArgs) -> Result<()> {
     let workloads = parse_workloads(&args.workload)?;
     if args.threads.contains(&0) {
         return Err("thread counts must be at least 1".into());
@@ -100,12 +73,12 @@ fn run_bench(args: &BenchArgs) -> Result<(), String> {
             seed: args.seed,
         };
         let result = bench::run(&config).map_err(|e| e.to_string())?;
-        println!("{}", result.to_json(None));
+        outln!("{}", result.to_json(None));
         return Ok(());
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     if !args.json {
-        println!(
+        outln!(
             "feedforward bench: backend {}, {} thread(s) available",
             feedforward::gemm::BACKEND,
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -142,7 +115,8 @@ fn run_bench(args: &BenchArgs) -> Result<(), String> {
                     "{} at {t} thread(s) failed: {}",
                     w.name(),
                     String::from_utf8_lossy(&out.stderr).trim()
-                ));
+                )
+                .into());
             }
             let line = String::from_utf8_lossy(&out.stdout);
             let result = parse_result(w, line.trim())
@@ -151,9 +125,9 @@ fn run_bench(args: &BenchArgs) -> Result<(), String> {
                 sgemm = Some(result.gflops);
             }
             if args.json {
-                println!("{}", result.to_json(sgemm));
+                outln!("{}", result.to_json(sgemm));
             } else {
-                println!("{}", human(&result, sgemm));
+                outln!("{}", human(&result, sgemm));
             }
         }
     }
@@ -216,37 +190,4 @@ fn human(r: &BenchResult, sgemm: Option<f64>) -> String {
         s += &format!("  final loss {l:.4}");
     }
     s
-}
-
-/// Keeps OpenBLAS off its slow generic kernels on AVX-512 CPUs it does not
-/// recognise: restarts this program with `OPENBLAS_CORETYPE=SkylakeX` (the
-/// library reads it only when it loads), or warns when the user chose otherwise.
-#[cfg(feature = "openblas")]
-fn ensure_openblas_kernel() {
-    use feedforward::gemm::blas;
-    if !blas::is_fallback_kernel() {
-        return;
-    }
-    let core = blas::core_name();
-    if std::env::var_os("OPENBLAS_CORETYPE").is_some() {
-        eprintln!(
-            "warning: OpenBLAS runs its {core} kernels on this AVX-512 CPU (OPENBLAS_CORETYPE is set); \
-             matrix products may be several times slower than with OPENBLAS_CORETYPE=SkylakeX"
-        );
-        return;
-    }
-    eprintln!(
-        "note: OpenBLAS did not recognise this AVX-512 CPU ({core} kernels); restarting with OPENBLAS_CORETYPE=SkylakeX"
-    );
-    match std::env::current_exe() {
-        Ok(exe) => {
-            use std::os::unix::process::CommandExt;
-            let err = Command::new(exe)
-                .args(std::env::args_os().skip(1))
-                .env("OPENBLAS_CORETYPE", "SkylakeX")
-                .exec();
-            eprintln!("warning: could not restart ({err}); continuing on the {core} kernels");
-        }
-        Err(e) => eprintln!("warning: could not restart ({e}); continuing on the {core} kernels"),
-    }
 }

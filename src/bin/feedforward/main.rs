@@ -1,0 +1,120 @@
+//! The `feedforward` command-line tool: train, evaluate and predict from data
+//! files, generate synthetic data, and benchmark.
+
+/// `println!` that ends the program quietly when standard output is closed
+/// (`feedforward predict ... | head`) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::stdout_failed(&e);
+        }
+    }};
+}
+
+mod bench;
+mod data;
+mod dataset;
+mod eval;
+mod predict;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Errors reach `main` as one message.
+pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+/// Train and run multi-layer perceptrons on the CPU.
+#[derive(Parser)]
+#[command(name = "feedforward", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a network on a data file and write the model (safetensors).
+    Train(Box<train::TrainArgs>),
+    /// Loss, accuracy, per-class precision and recall, and the confusion matrix
+    /// of a model on a labelled data file.
+    Eval(eval::EvalArgs),
+    /// Predicted classes and probabilities (or values) as CSV.
+    Predict(predict::PredictArgs),
+    /// Write a synthetic data set (spiral, blobs, sine) as CSV, label first.
+    Data(data::DataArgs),
+    /// Run the standard benchmark workloads (W1, W2, W3, W3b, SGEMM) and print
+    /// samples/s, GFLOP/s, the fraction of SGEMM and peak memory.
+    Bench(bench::BenchArgs),
+}
+
+/// Standard output failed: a closed pipe ends the program quietly, anything
+/// else with a message.
+pub fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
+}
+
+/// An `f32` as the `f64` with the same shortest decimal form, so that JSON shows
+/// `0.99`, not `0.9900000095367432`.
+pub fn json_f32(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::NAN)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    #[cfg(feature = "openblas")]
+    ensure_openblas_kernel();
+    let result = match cli.command {
+        Cmd::Train(args) => train::run(&args),
+        Cmd::Eval(args) => eval::run(&args),
+        Cmd::Predict(args) => predict::run(&args),
+        Cmd::Data(args) => data::run(&args),
+        Cmd::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Keeps OpenBLAS off its slow generic kernels on AVX-512 CPUs it does not
+/// recognise: restarts this program with `OPENBLAS_CORETYPE=SkylakeX` (the
+/// library reads it only when it loads), or warns when the user chose otherwise.
+#[cfg(feature = "openblas")]
+fn ensure_openblas_kernel() {
+    use feedforward::gemm::blas;
+    if !blas::is_fallback_kernel() {
+        return;
+    }
+    let core = blas::core_name();
+    if std::env::var_os("OPENBLAS_CORETYPE").is_some() {
+        eprintln!(
+            "warning: OpenBLAS runs its {core} kernels on this AVX-512 CPU (OPENBLAS_CORETYPE is set); \
+             matrix products may be several times slower than with OPENBLAS_CORETYPE=SkylakeX"
+        );
+        return;
+    }
+    eprintln!(
+        "note: OpenBLAS did not recognise this AVX-512 CPU ({core} kernels); restarting with OPENBLAS_CORETYPE=SkylakeX"
+    );
+    match std::env::current_exe() {
+        Ok(exe) => {
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env("OPENBLAS_CORETYPE", "SkylakeX")
+                .exec();
+            eprintln!("warning: could not restart ({err}); continuing on the {core} kernels");
+        }
+        Err(e) => eprintln!("warning: could not restart ({e}); continuing on the {core} kernels"),
+    }
+}
