@@ -1,0 +1,544 @@
+//! The `feedforward` binary end to end: a full session, exact resume, and every
+//! kind of bad input ending in one clear error line, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use feedforward::io::model;
+
+fn ff(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_feedforward"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn succeeds(args: &[&str]) -> String {
+    let out = ff(args);
+    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Fails with exit code 1 and one `error:` line holding every piece of `expected`.
+#[track_caller]
+fn fails_with(args: &[&str], expected: &[&str]) {
+    let out = ff(args);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?} should fail; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("note:")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected one error line, got {err}"
+    );
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for piece in expected {
+        assert!(err.contains(piece), "{args:?}: {err:?} lacks {piece:?}");
+    }
+}
+
+fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).expect("write test file");
+    path
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Three separable classes in two features, label first, with a header.
+fn small_csv() -> String {
+    let mut text = String::from("label,a,b\n");
+    for i in 0..30 {
+        let c = i % 3;
+        text += &format!("{c},{},{}\n", c as f32 + 0.01 * i as f32, 2.0 - c as f32);
+    }
+    text
+}
+
+#[test]
+fn a_complete_session_trains_evaluates_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    let model = dir.path().join("spiral.safetensors");
+    let preds = dir.path().join("preds.csv");
+    succeeds(&["data", "spiral", "--out", s(&data)]);
+    let out = succeeds(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&model),
+        "--hidden",
+        "64",
+        "--lr",
+        "0.02",
+        "--epochs",
+        "40",
+        "--standardize",
+        "--val-split",
+        "0.2",
+        "--json",
+    ]);
+    let epochs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(epochs.len(), 40);
+    assert!(
+        epochs[39]["val_accuracy"].as_f64().unwrap() > 0.85,
+        "{}",
+        epochs[39]
+    );
+
+    let eval: serde_json::Value = serde_json::from_str(&succeeds(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--json",
+    ]))
+    .unwrap();
+    assert!(eval["accuracy"].as_f64().unwrap() >= 0.9, "{eval}");
+    assert!(eval["loss"].as_f64().unwrap() < 0.4, "{eval}");
+    let confusion = eval["confusion"].as_array().unwrap();
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 300);
+
+    let text = succeeds(&["eval", "--model", s(&model), "--data", s(&data)]);
+    assert!(
+        text.contains("confusion matrix") && text.contains("precision"),
+        "{text}"
+    );
+
+    succeeds(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--out",
+        s(&preds),
+    ]);
+    let rows: Vec<String> = std::fs::read_to_string(&preds)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(rows[0], "predicted,p0,p1,p2");
+    assert_eq!(rows.len(), 301);
+    let probs: f32 = rows[1]
+        .split(',')
+        .skip(1)
+        .map(|v| v.parse::<f32>().unwrap())
+        .sum();
+    assert!((probs - 1.0).abs() < 1e-4, "{}", rows[1]);
+}
+
+#[test]
+fn resume_after_checkpoint_gives_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("blobs.csv");
+    succeeds(&[
+        "data",
+        "blobs",
+        "--points",
+        "40",
+        "--dims",
+        "5",
+        "--out",
+        s(&data),
+    ]);
+    let common = [
+        "--data",
+        s(&data),
+        "--hidden",
+        "16",
+        "--batch-norm",
+        "--standardize",
+        "--val-split",
+        "0.25",
+        "--quiet",
+    ];
+    let full = dir.path().join("full.safetensors");
+    let part = dir.path().join("part.safetensors");
+    let resumed = dir.path().join("resumed.safetensors");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train"];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(extra);
+        succeeds(&args);
+    };
+    run(&["--out", s(&full), "--epochs", "5"]);
+    run(&[
+        "--out",
+        s(&part),
+        "--epochs",
+        "3",
+        "--checkpoint-every",
+        "1",
+    ]);
+    let ckpt = dir.path().join("part.ckpt.safetensors");
+    assert!(model::load(&ckpt).unwrap().has_optimizer_state);
+    run(&["--out", s(&resumed), "--epochs", "5", "--resume", s(&ckpt)]);
+
+    let a = model::load(&full).unwrap();
+    let b = model::load(&resumed).unwrap();
+    let p = model::load(&part).unwrap();
+    assert_eq!(a.network.parameters(), b.network.parameters());
+    assert_ne!(a.network.parameters(), p.network.parameters());
+    for (la, lb) in a.network.layers().iter().zip(b.network.layers()) {
+        if let (feedforward::Layer::BatchNorm(x), feedforward::Layer::BatchNorm(y)) = (la, lb) {
+            assert_eq!(
+                (&x.running_mean, &x.running_var),
+                (&y.running_mean, &y.running_var)
+            );
+        }
+    }
+    assert_eq!(a.standardizer, b.standardizer);
+}
+
+#[test]
+fn reads_npy_npz_and_gzipped_idx() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (40usize, 3usize);
+    let x: Vec<f32> = (0..n * d)
+        .map(|i| ((i * 7919) % 97) as f32 / 97.0)
+        .collect();
+    let y: Vec<i64> = (0..n).map(|i| (x[i * d] > 0.5) as i64).collect();
+    let npy = |descr: &str, shape: &str, data: Vec<u8>| {
+        let header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend(data);
+        out
+    };
+    let xb = npy(
+        "<f4",
+        &format!("({n}, {d})"),
+        x.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    );
+    let yb = npy(
+        "<i8",
+        &format!("({n},)"),
+        y.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    );
+    let xp = write(dir.path(), "x.npy", &xb);
+    let yp = write(dir.path(), "y.npy", &yb);
+    let m = dir.path().join("m.safetensors");
+    succeeds(&[
+        "train",
+        "--data",
+        s(&xp),
+        "--labels",
+        s(&yp),
+        "--out",
+        s(&m),
+        "--epochs",
+        "2",
+        "--quiet",
+    ]);
+    assert_eq!(model::load(&m).unwrap().network.inputs(), 3);
+
+    // The same arrays in an .npz archive (stored, as numpy.savez writes them).
+    let npz = dir.path().join("d.npz");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&npz).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("x.npy", opts).unwrap();
+        zip.write_all(&xb).unwrap();
+        zip.start_file("y.npy", opts).unwrap();
+        zip.write_all(&yb).unwrap();
+        zip.finish().unwrap();
+    }
+    let out = succeeds(&["eval", "--model", s(&m), "--data", s(&npz), "--json"]);
+    assert!(out.contains("\"accuracy\""), "{out}");
+
+    // MNIST-style IDX pair, gzip-compressed; labels found by name.
+    let mut images = vec![0u8, 0, 0x08, 3];
+    for dim in [n as u32, 1, 3] {
+        images.extend_from_slice(&dim.to_be_bytes());
+    }
+    images.extend(x.iter().map(|v| (v * 255.0) as u8));
+    let mut labels = vec![0u8, 0, 0x08, 1];
+    labels.extend_from_slice(&(n as u32).to_be_bytes());
+    labels.extend(y.iter().map(|&v| v as u8));
+    let gz = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let img = write(dir.path(), "t-images-idx3-ubyte.gz", gz(&images));
+    write(dir.path(), "t-labels-idx1-ubyte.gz", gz(&labels));
+    let out = succeeds(&["eval", "--model", s(&m), "--data", s(&img), "--json"]);
+    assert!(out.contains("\"samples\":40"), "{out}");
+
+    // An IDX header that promises more than the file holds.
+    let bad = write(
+        dir.path(),
+        "bad-images-idx3-ubyte",
+        &images[..images.len() - 5],
+    );
+    fails_with(
+        &["eval", "--model", s(&m), "--data", s(&bad)],
+        &[s(&bad), "header says 40 x 1 x 3", "115 bytes"],
+    );
+}
+
+#[test]
+fn bad_data_files_give_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.safetensors");
+    let m_s = s(&m).to_string();
+    let train = |data: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(data),
+            "--out",
+            &m_s,
+            "--epochs",
+            "1",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let check = |args: Vec<String>, expected: &[&str]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_with(&args, expected);
+    };
+
+    let missing = dir.path().join("missing.csv");
+    check(train(&missing, &[]), &[s(&missing), "No such file"]);
+    let empty = write(dir.path(), "empty.csv", "");
+    check(train(&empty, &[]), &[s(&empty), "empty"]);
+    let header_only = write(dir.path(), "header.csv", "label,a,b\n");
+    check(train(&header_only, &[]), &[s(&header_only), "no data rows"]);
+    let ragged = write(dir.path(), "ragged.csv", "label,a,b\n0,1,2\n1,3\n");
+    check(
+        train(&ragged, &[]),
+        &[s(&ragged), "line 3", "expected 3 fields", "found 2"],
+    );
+    let text = write(dir.path(), "text.csv", "label,a,b\n0,1,2\n1,3,abc\n");
+    check(
+        train(&text, &[]),
+        &[s(&text), "line 3, column 3", "not a number: \"abc\""],
+    );
+    let nan = write(dir.path(), "nan.csv", "label,a,b\n0,1,2\n1,NaN,3\n0,1,1\n");
+    check(
+        train(&nan, &[]),
+        &[s(&nan), "line 3, column 2", "NaN", "--allow-nan"],
+    );
+    let inf = write(dir.path(), "inf.csv", "0,1,2\n1,3,inf\n");
+    check(train(&inf, &[]), &[s(&inf), "line 2, column 3", "infinite"]);
+    let blank = write(dir.path(), "blank.csv", "0,1,2\n1,,4\n");
+    check(
+        train(&blank, &[]),
+        &[s(&blank), "line 2, column 2", "empty cell"],
+    );
+    // --allow-nan drops the row instead.
+    let out = ff(&train(&nan, &["--hidden", "4"])
+        .iter()
+        .map(String::as_str)
+        .chain(["--allow-nan"])
+        .collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("dropped 1 row"), "{}", stderr(&out));
+
+    let labels = write(dir.path(), "labels.csv", "label,a,b\n0,1,2\n1,3,4\n7,5,6\n");
+    check(
+        train(&labels, &["--layers", "2,8,3"]),
+        &[
+            s(&labels),
+            "line 4, column 1",
+            "label 7 is out of range for 3 classes",
+        ],
+    );
+    let fractional = write(dir.path(), "frac.csv", "0,1,2\n1.5,3,4\n");
+    check(
+        train(&fractional, &[]),
+        &[s(&fractional), "line 2, column 1", "not a class index"],
+    );
+    let negative = write(dir.path(), "neg.csv", "0,1,2\n-1,3,4\n");
+    check(
+        train(&negative, &[]),
+        &[s(&negative), "line 2", "not a class index"],
+    );
+    let good = write(dir.path(), "good.csv", small_csv());
+    check(
+        train(&good, &["--label", "nope"]),
+        &["no column named \"nope\"", "label, a, b"],
+    );
+    check(
+        train(&good, &["--layers", "5,8,3"]),
+        &["--layers starts with 5 inputs", "2 feature column"],
+    );
+    check(
+        train(&good, &["--batch-size", "0"]),
+        &["--batch-size must be at least 1"],
+    );
+}
+
+#[test]
+fn bad_models_and_mismatched_data_give_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "good.csv", small_csv());
+    let m = dir.path().join("m.safetensors");
+    succeeds(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&m),
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--quiet",
+    ]);
+
+    let bytes = std::fs::read(&m).unwrap();
+    let truncated = write(
+        dir.path(),
+        "truncated.safetensors",
+        &bytes[..bytes.len() / 2],
+    );
+    fails_with(
+        &["eval", "--model", s(&truncated), "--data", s(&data)],
+        &[s(&truncated), "truncated or foreign"],
+    );
+    let foreign = write(dir.path(), "foreign.safetensors", "label,a,b\n1,2,3\n");
+    fails_with(
+        &["predict", "--model", s(&foreign), "--data", s(&data)],
+        &[s(&foreign), "not a feedforward model"],
+    );
+    let no_meta = dir.path().join("plain.safetensors");
+    let t =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &[0u8; 4]).unwrap();
+    std::fs::write(&no_meta, safetensors::serialize([("w", t)], None).unwrap()).unwrap();
+    fails_with(
+        &["eval", "--model", s(&no_meta), "--data", s(&data)],
+        &[s(&no_meta), "not a feedforward model"],
+    );
+    let missing = dir.path().join("none.safetensors");
+    fails_with(
+        &["eval", "--model", s(&missing), "--data", s(&data)],
+        &[s(&missing)],
+    );
+
+    let wide = write(dir.path(), "wide.csv", "label,a,b,c\n0,1,2,3\n");
+    fails_with(
+        &["eval", "--model", s(&m), "--data", s(&wide)],
+        &["takes 2 input features", "3 feature column"],
+    );
+    fails_with(
+        &["predict", "--model", s(&m), "--data", s(&wide)],
+        &["takes 2 input features", "4 feature column"],
+    );
+    // Predict accepts the training file (label column recognised) and a features-only file.
+    let with_label = succeeds(&["predict", "--model", s(&m), "--data", s(&data)]);
+    let features = write(dir.path(), "features.csv", "a,b\n0.5,2\n2,0\n");
+    let without = succeeds(&["predict", "--model", s(&m), "--data", s(&features)]);
+    assert_eq!(with_label.lines().count(), 31);
+    assert_eq!(without.lines().count(), 3);
+}
+
+#[test]
+fn a_failed_run_never_touches_an_existing_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "good.csv", small_csv());
+    let m = dir.path().join("m.safetensors");
+    succeeds(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&m),
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--quiet",
+    ]);
+    let before = std::fs::read(&m).unwrap();
+
+    let bad = write(dir.path(), "bad.csv", "label,a,b\n0,1,2\n1,x,3\n");
+    fails_with(
+        &["train", "--data", s(&bad), "--out", s(&m), "--quiet"],
+        &["not a number"],
+    );
+    // Divergence mid-run: an absurd learning rate on MSE.
+    let reg = write(
+        dir.path(),
+        "reg.csv",
+        "y,a\n1e30,1e30\n-1e30,-1e30\n1e30,1e30\n",
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            s(&reg),
+            "--out",
+            s(&m),
+            "--loss",
+            "mse",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e10",
+            "--epochs",
+            "5",
+            "--quiet",
+        ],
+        &["diverged"],
+    );
+    assert_eq!(std::fs::read(&m).unwrap(), before, "the model file changed");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn data_command_writes_the_synthetic_sets() {
+    let out = succeeds(&["data", "sine", "--points", "5"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "y,x0");
+    assert_eq!(lines.len(), 6);
+    let blobs = succeeds(&[
+        "data",
+        "blobs",
+        "--points",
+        "4",
+        "--classes",
+        "2",
+        "--dims",
+        "3",
+    ]);
+    assert_eq!(blobs.lines().next(), Some("label,x0,x1,x2"));
+    assert_eq!(blobs.lines().count(), 9);
+    fails_with(&["data", "spiral", "--points", "0"], &["at least 1"]);
+}
