@@ -542,3 +542,62 @@ fn data_command_writes_the_synthetic_sets() {
     assert_eq!(blobs.lines().count(), 9);
     fails_with(&["data", "spiral", "--points", "0"], &["at least 1"]);
 }
+
+#[test]
+fn early_stopping_and_a_validation_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.csv");
+    let val = dir.path().join("val.csv");
+    succeeds(&[
+        "data",
+        "blobs",
+        "--points",
+        "30",
+        "--seed",
+        "1",
+        "--out",
+        s(&train),
+    ]);
+    succeeds(&[
+        "data",
+        "blobs",
+        "--points",
+        "10",
+        "--seed",
+        "1",
+        "--out",
+        s(&val),
+    ]);
+    let m = dir.path().join("m.safetensors");
+    // A learning rate this small barely moves the validation loss, and a
+    // patience of 1 stops at the first epoch that does not improve it.
+    let out = succeeds(&[
+        "train",
+        "--data",
+        s(&train),
+        "--val",
+        s(&val),
+        "--out",
+        s(&m),
+        "--epochs",
+        "200",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e-9",
+        "--early-stopping",
+        "1",
+        "--json",
+    ]);
+    let epochs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        epochs.len() < 200,
+        "did not stop early ({} epochs)",
+        epochs.len()
+    );
+    assert!(epochs.iter().all(|e| e["val_loss"].is_f64()), "{out}");
+    assert!(m.exists());
+}
