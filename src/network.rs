@@ -511,12 +511,18 @@ impl Network {
 
     /// Training-mode forward pass over the `rows` rows already in the workspace input.
     pub(crate) fn forward_workspace(&mut self, rows: usize) {
+        self.forward_layers(rows, self.layers.len(), false);
+    }
+
+    /// Training-mode forward pass through layers `0..upto`. With `fixed_stats`,
+    /// batch norm uses the whole-batch statistics already in its cache.
+    pub(crate) fn forward_layers(&mut self, rows: usize, upto: usize, fixed_stats: bool) {
         let keep_logits = self.keeps_logits();
         let n_layers = self.layers.len();
         let Network {
             layers, params, ws, ..
         } = self;
-        for (l, layer) in layers.iter_mut().enumerate() {
+        for (l, layer) in layers.iter_mut().enumerate().take(upto) {
             let (before, after) = ws.outputs.split_at_mut(l);
             let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
             let out = &mut after[0];
@@ -524,7 +530,15 @@ impl Network {
             let activate = !(last && keep_logits);
             match layer {
                 Layer::Dense(d) => d.forward(params, x, out, rows, activate),
-                Layer::BatchNorm(b) => b.forward(params, x, out, rows, &mut ws.caches[l], activate),
+                Layer::BatchNorm(b) => b.forward(
+                    params,
+                    x,
+                    out,
+                    rows,
+                    &mut ws.caches[l],
+                    activate,
+                    fixed_stats,
+                ),
             }
             if last && keep_logits {
                 let k = layer.outputs();
@@ -532,7 +546,7 @@ impl Network {
                 layer.activation().forward_in_place(&mut out[..rows * k], k);
             }
         }
-        ws.forward_rows = Some(rows);
+        ws.forward_rows = (upto == n_layers).then_some(rows);
     }
 
     /// The loss of the last forward pass against the targets in the workspace, and
@@ -566,6 +580,20 @@ impl Network {
     /// Backward pass from `dZ` of the output layer in `grad_a`; with `accumulate`,
     /// gradients are added to the existing ones.
     pub(crate) fn backward_workspace(&mut self, rows: usize, accumulate: bool) {
+        self.backward_layers(rows, accumulate, 0, None);
+    }
+
+    /// Backward pass down to layer `stop_at` (whose input gradient is not
+    /// computed). With `whole_batch = Some(m)`, batch norm's input gradient uses
+    /// the sums over a whole batch of `m` rows kept in its cache (exact
+    /// micro-batching).
+    pub(crate) fn backward_layers(
+        &mut self,
+        rows: usize,
+        accumulate: bool,
+        stop_at: usize,
+        whole_batch: Option<usize>,
+    ) {
         let n_layers = self.layers.len();
         let Network {
             layers,
@@ -575,7 +603,7 @@ impl Network {
             ..
         } = self;
         let (mut cur, mut next) = (&mut ws.grad_a, &mut ws.grad_b);
-        for l in (0..n_layers).rev() {
+        for l in (stop_at..n_layers).rev() {
             let layer = &layers[l];
             let (n_in, n_out) = (layer.inputs(), layer.outputs());
             if l + 1 != n_layers {
@@ -585,8 +613,8 @@ impl Network {
                     n_out,
                 );
             }
-            // The first layer's input gradient is never needed.
-            let dx = if l > 0 {
+            // The lowest layer's input gradient is never needed.
+            let dx = if l > stop_at {
                 Some(&mut next[..rows * n_in])
             } else {
                 None
@@ -608,6 +636,7 @@ impl Network {
                     dx,
                     &mut ws.caches[l],
                     accumulate,
+                    whole_batch,
                 ),
             }
             std::mem::swap(&mut cur, &mut next);

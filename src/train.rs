@@ -14,8 +14,8 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 
 use crate::error::{Error, Result};
-use crate::kernels;
 use crate::layers::Layer;
+use crate::micro_batch::BatchNormMode;
 use crate::network::Network;
 use crate::targets::Targets;
 
@@ -32,6 +32,13 @@ pub struct FitConfig<'a> {
     pub seed: Option<u64>,
     /// Data to evaluate after every epoch (inference mode).
     pub validation: Option<(ArrayView2<'a, f32>, Targets<'a>)>,
+    /// Rows per micro-batch (default `None`: the whole mini-batch at once). Each
+    /// mini-batch of `batch_size` rows is computed in chunks of at most this many
+    /// rows with gradients accumulated, and the optimizer steps once per
+    /// mini-batch; see [`crate::micro_batch`].
+    pub micro_batch: Option<usize>,
+    /// How batch normalisation treats micro-batches (default exact).
+    pub batch_norm_mode: BatchNormMode,
     /// Number of the first epoch (default 1). Resuming after `e` finished epochs
     /// with `first_epoch: e + 1` repeats the uninterrupted run's shuffles.
     pub first_epoch: usize,
@@ -69,6 +76,8 @@ impl Default for FitConfig<'_> {
             seed: None,
             validation: None,
             first_epoch: 1,
+            micro_batch: None,
+            batch_norm_mode: BatchNormMode::Exact,
         }
     }
 }
@@ -211,9 +220,13 @@ impl Network {
 
         let x = x.as_standard_layout();
         let x = x.as_slice().expect("standard layout");
-        let (n_in, k) = (self.inputs(), self.outputs());
         let batch = config.batch_size.min(rows);
-        self.reserve(batch);
+        let micro = match config.micro_batch {
+            Some(0) => return Err(Error::Config("micro-batch size must be at least 1".into())),
+            Some(c) => c.min(batch),
+            None => batch,
+        };
+        self.reserve(micro);
         let mut order: Vec<usize> = (0..rows).collect();
         let seed = config.seed.unwrap_or(self.seed());
         let mut history = History::default();
@@ -233,25 +246,20 @@ impl Network {
                     continue;
                 }
                 let m = idx.len();
-                kernels::gather_rows(x, n_in, n_in, idx, &mut self.ws.input[..m * n_in]);
-                self.ws.targets.gather(&targets, Some(idx));
-                self.forward_workspace(m);
-                let loss = self.loss_workspace(m, 1.0 / m as f32);
+                let (loss, correct) =
+                    self.logical_batch_step(x, &targets, idx, micro, config.batch_norm_mode);
                 if !loss.is_finite() {
-                    self.ws.forward_rows = None;
+                    self.ws.grads_ready = false;
                     return Err(Error::Diverged {
                         loss: loss as f32,
                         epoch,
                         batch: b + 1,
                     });
                 }
-                let out = &self.ws.outputs[self.layers().len() - 1][..m * k];
-                let correct = self.loss().correct(out, self.ws.targets.rows(), k);
                 if let Some((h, j)) = correct {
                     hits += h;
                     judged += j;
                 }
-                self.backward_workspace(m, false);
                 self.step()?;
                 loss_sum += loss * m as f64;
                 seen += m;

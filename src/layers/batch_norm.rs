@@ -70,7 +70,11 @@ impl BatchNorm {
     }
 
     /// Training mode: `out = g(γ x̂ + β)` with the batch's statistics for `rows`
-    /// rows of `x`; keeps `x̂` and `1/√(σ² + ε)` in `cache` and updates the running statistics.
+    /// rows of `x`; keeps `x̂` and `1/√(σ² + ε)` in `cache` and updates the running
+    /// statistics. With `fixed_stats`, the mean, variance and `1/√(σ² + ε)` already
+    /// in `cache` (those of a whole batch, under exact micro-batching) are used
+    /// instead, and the running statistics are left alone.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &mut self,
         params: &[f32],
@@ -79,6 +83,7 @@ impl BatchNorm {
         rows: usize,
         cache: &mut LayerCache,
         activate: bool,
+        fixed_stats: bool,
     ) {
         let n = self.width;
         let (x, out) = (&x[..rows * n], &mut out[..rows * n]);
@@ -88,23 +93,13 @@ impl BatchNorm {
         } else {
             Activation::Identity
         };
-        let inv_std = &mut cache.inv_std[..n];
-        let (mean, var) = (&mut cache.mean[..n], &mut cache.var[..n]);
-        reduce::column_mean_var(x, mean, var);
-        for (s, v) in inv_std.iter_mut().zip(var.iter()) {
-            *s = 1.0 / (v + self.eps).sqrt();
+        if !fixed_stats {
+            let (mean, var) = (&mut cache.mean[..n], &mut cache.var[..n]);
+            reduce::column_mean_var(x, mean, var);
+            self.set_statistics(cache, rows);
         }
-        let unbias = if rows > 1 {
-            rows as f32 / (rows - 1) as f32
-        } else {
-            1.0
-        };
-        let mom = self.momentum;
-        for j in 0..n {
-            self.running_mean[j] = (1.0 - mom) * self.running_mean[j] + mom * mean[j];
-            self.running_var[j] = (1.0 - mom) * self.running_var[j] + mom * var[j] * unbias;
-        }
-        let (mean, inv_std): (&[f32], &[f32]) = (mean, inv_std);
+        let inv_std = &cache.inv_std[..n];
+        let mean = &cache.mean[..n];
         let x_hat = &mut cache.x_hat[..rows * n];
         kernels::for_rows_zip(x, n, x_hat, n, |_, x, xh| {
             for (xr, hr) in x.chunks_exact(n).zip(xh.chunks_exact_mut(n)) {
@@ -122,6 +117,26 @@ impl BatchNorm {
             }
             act.forward_rows(o, n);
         });
+    }
+
+    /// From the batch mean and (biased) variance of `rows` rows in `cache`: sets
+    /// `1/√(σ² + ε)` in `cache` and moves the running statistics toward them.
+    pub(crate) fn set_statistics(&mut self, cache: &mut LayerCache, rows: usize) {
+        let n = self.width;
+        let (mean, var) = (&cache.mean[..n], &cache.var[..n]);
+        for (s, v) in cache.inv_std[..n].iter_mut().zip(var) {
+            *s = 1.0 / (v + self.eps).sqrt();
+        }
+        let unbias = if rows > 1 {
+            rows as f32 / (rows - 1) as f32
+        } else {
+            1.0
+        };
+        let mom = self.momentum;
+        for j in 0..n {
+            self.running_mean[j] = (1.0 - mom) * self.running_mean[j] + mom * mean[j];
+            self.running_var[j] = (1.0 - mom) * self.running_var[j] + mom * var[j] * unbias;
+        }
     }
 
     /// `out = g(γ (x − running μ)/√(running σ² + ε) + β)`; `inv_std` is scratch (`width`).
@@ -158,6 +173,9 @@ impl BatchNorm {
 
     /// Gradients from `dy` (`rows × width`, already through the activation):
     /// `dγ (+)= Σ dy ⊙ x̂`, `dβ (+)= Σ dy`, and `dx` (the full formula) when asked.
+    /// With `whole_batch = Some(m)` (exact micro-batching), `dx` uses the sums over
+    /// the whole batch of `m` rows kept in `cache.total_sum_dy*` instead of this
+    /// chunk's own.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
         &self,
@@ -168,6 +186,7 @@ impl BatchNorm {
         dx: Option<&mut [f32]>,
         cache: &mut LayerCache,
         accumulate: bool,
+        whole_batch: Option<usize>,
     ) {
         let n = self.width;
         let dy = &dy[..rows * n];
@@ -187,9 +206,12 @@ impl BatchNorm {
         }
         if let Some(dx) = dx {
             let (gamma, _) = self.split(params);
-            let inv_m = 1.0 / rows as f32;
+            let inv_m = 1.0 / whole_batch.unwrap_or(rows) as f32;
             let inv_std = &cache.inv_std[..n];
-            let (sum_dy, sum_dy_xhat): (&[f32], &[f32]) = (sum_dy, sum_dy_xhat);
+            let (sum_dy, sum_dy_xhat): (&[f32], &[f32]) = match whole_batch {
+                Some(_) => (&cache.total_sum_dy[..n], &cache.total_sum_dy_xhat[..n]),
+                None => (sum_dy, sum_dy_xhat),
+            };
             let dx = &mut dx[..rows * n];
             kernels::for_rows_zip3(dy, n, x_hat, n, dx, n, |_, dy, xh, dx| {
                 for ((dyr, hr), dxr) in dy

@@ -86,6 +86,17 @@ pub(crate) struct LayerCache {
     pub sum_dy: Vec<f32>,
     /// See `sum_dy`.
     pub sum_dy_xhat: Vec<f32>,
+    /// Batch norm under exact micro-batching: `Σ dY` over the whole logical batch.
+    pub total_sum_dy: Vec<f32>,
+    /// See `total_sum_dy`: `Σ dY ⊙ x̂` over the whole logical batch.
+    pub total_sum_dy_xhat: Vec<f32>,
+    /// Batch norm under exact micro-batching: rows, mean and `Σ (x − mean)²` of
+    /// the whole batch so far, merged chunk by chunk (Chan et al.), in `f64`.
+    pub stats_rows: usize,
+    /// See `stats_rows`.
+    pub stats_mean: Vec<f64>,
+    /// See `stats_rows`.
+    pub stats_m2: Vec<f64>,
 }
 
 impl LayerCache {
@@ -99,8 +110,15 @@ impl LayerCache {
                 &mut self.var,
                 &mut self.sum_dy,
                 &mut self.sum_dy_xhat,
+                &mut self.total_sum_dy,
+                &mut self.total_sum_dy_xhat,
             ] {
                 resize(v, b.width);
+            }
+            for v in [&mut self.stats_mean, &mut self.stats_m2] {
+                if v.len() < b.width {
+                    v.resize(b.width, 0.0);
+                }
             }
         }
     }
