@@ -125,6 +125,40 @@ impl Activation {
         kernels::for_rows_zip(a, cols, g, cols, |_, a, g| self.backward_rows(a, g, cols));
     }
 
+    /// `A ← dZ` from `A` and the incoming gradient `dA`, overwriting the outputs
+    /// (which the backward pass needs no more), so that no separate buffer holds `dZ`.
+    pub(crate) fn backward_over_outputs(self, a: &mut [f32], da: &[f32], cols: usize) {
+        kernels::for_rows_zip(da, cols, a, cols, |_, da, a| {
+            self.backward_rows_over(da, a, cols);
+        });
+    }
+
+    /// [`Activation::backward_over_outputs`] on whole rows (the same arithmetic as
+    /// `backward_rows`, so both give identical bits).
+    fn backward_rows_over(self, da: &[f32], a: &mut [f32], cols: usize) {
+        match self {
+            Activation::Identity => a.copy_from_slice(da),
+            Activation::Relu => a.iter_mut().zip(da).for_each(|(a, &g)| {
+                *a = if *a <= 0.0 { 0.0 } else { g };
+            }),
+            Activation::Sigmoid => a
+                .iter_mut()
+                .zip(da)
+                .for_each(|(a, &g)| *a = g * (*a * (1.0 - *a))),
+            Activation::Tanh => a
+                .iter_mut()
+                .zip(da)
+                .for_each(|(a, &g)| *a = g * (1.0 - *a * *a)),
+            Activation::Softmax => {
+                let cols = cols.max(1);
+                for (a, g) in a.chunks_exact_mut(cols).zip(da.chunks_exact(cols)) {
+                    let dot: f32 = g.iter().zip(a.iter()).map(|(g, a)| g * a).sum();
+                    a.iter_mut().zip(g).for_each(|(a, &g)| *a *= g - dot);
+                }
+            }
+        }
+    }
+
     /// The forward kernel on whole rows.
     pub(crate) fn forward_rows(self, z: &mut [f32], cols: usize) {
         match self {

@@ -76,7 +76,9 @@ pub(crate) struct Workspace {
     pub(crate) outputs: Vec<Vec<f32>>,
     pub(crate) logits: Vec<f32>,
     pub(crate) caches: Vec<LayerCache>,
+    /// `dZ` of the output layer (`rows × outputs`).
     pub(crate) grad_a: Vec<f32>,
+    /// The input gradient of the layer being processed (`rows × widest input`).
     pub(crate) grad_b: Vec<f32>,
     pub(crate) row_loss: Vec<f32>,
     pub(crate) targets: TargetBuffer,
@@ -474,17 +476,20 @@ impl Network {
     /// Sizes the workspace for `rows` rows (grows only).
     pub(crate) fn reserve(&mut self, rows: usize) {
         let k = self.outputs();
-        let ws = &mut self.ws;
-        if rows <= ws.capacity {
+        if rows <= self.ws.capacity {
             return;
         }
-        ws.capacity = rows;
-        let max_width = self
+        self.ws.capacity = rows;
+        // Input gradients are needed for every layer but the first.
+        let widest_input = self
             .layers
             .iter()
-            .map(|l| l.inputs().max(l.outputs()))
+            .skip(1)
+            .map(Layer::inputs)
             .max()
             .unwrap_or(0);
+        let keeps_logits = self.keeps_logits();
+        let ws = &mut self.ws;
         resize(&mut ws.input, rows * self.inputs);
         ws.outputs.resize_with(self.layers.len(), Vec::new);
         ws.caches
@@ -493,9 +498,11 @@ impl Network {
             resize(out, rows * layer.outputs());
             cache.reserve(layer, rows);
         }
-        resize(&mut ws.logits, rows * k);
-        resize(&mut ws.grad_a, rows * max_width);
-        resize(&mut ws.grad_b, rows * max_width);
+        if keeps_logits {
+            resize(&mut ws.logits, rows * k);
+        }
+        resize(&mut ws.grad_a, rows * k);
+        resize(&mut ws.grad_b, rows * widest_input);
         resize(&mut ws.row_loss, rows);
         self.opt_state.reserve(&self.optimizer, self.params.len());
         #[cfg(not(feature = "blas"))]
@@ -602,20 +609,28 @@ impl Network {
             ws,
             ..
         } = self;
-        let (mut cur, mut next) = (&mut ws.grad_a, &mut ws.grad_b);
+        // dZ of the output layer is in `grad_a`. Below it, each layer's input
+        // gradient goes to `grad_b`, and the next layer down turns it into its dZ
+        // over its own outputs, which the backward pass no longer needs: one
+        // gradient buffer of the widest input instead of two.
         for l in (stop_at..n_layers).rev() {
             let layer = &layers[l];
             let (n_in, n_out) = (layer.inputs(), layer.outputs());
             if l + 1 != n_layers {
-                layer.activation().backward_in_place(
-                    &ws.outputs[l][..rows * n_out],
-                    &mut cur[..rows * n_out],
+                layer.activation().backward_over_outputs(
+                    &mut ws.outputs[l][..rows * n_out],
+                    &ws.grad_b[..rows * n_out],
                     n_out,
                 );
             }
+            let dz: &[f32] = if l + 1 == n_layers {
+                &ws.grad_a[..rows * n_out]
+            } else {
+                &ws.outputs[l][..rows * n_out]
+            };
             // The lowest layer's input gradient is never needed.
             let dx = if l > stop_at {
-                Some(&mut next[..rows * n_in])
+                Some(&mut ws.grad_b[..rows * n_in])
             } else {
                 None
             };
@@ -626,11 +641,11 @@ impl Network {
                     } else {
                         &ws.outputs[l - 1]
                     };
-                    d.backward(params, x, &cur[..rows * n_out], rows, grads, dx, accumulate);
+                    d.backward(params, x, dz, rows, grads, dx, accumulate);
                 }
                 Layer::BatchNorm(b) => b.backward(
                     params,
-                    &cur[..rows * n_out],
+                    dz,
                     rows,
                     grads,
                     dx,
@@ -639,7 +654,6 @@ impl Network {
                     whole_batch,
                 ),
             }
-            std::mem::swap(&mut cur, &mut next);
         }
         ws.forward_rows = None;
         ws.grads_ready = true;

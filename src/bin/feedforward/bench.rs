@@ -25,6 +25,10 @@ pub struct BenchArgs {
     /// Batch size instead of the workload's own.
     #[arg(long)]
     batch: Option<usize>,
+    /// Train in micro-batches of at most this many rows (gradients accumulated,
+    /// one optimizer step per batch): memory for activations follows this, not --batch.
+    #[arg(long)]
+    micro_batch: Option<usize>,
     /// Seed for data and weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -71,6 +75,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             warmup: args.warmup.unwrap_or(warmup),
             batch: args.batch,
             seed: args.seed,
+            micro_batch: args.micro_batch,
         };
         let result = bench::run(&config).map_err(|e| e.to_string())?;
         outln!("{}", result.to_json(None));
@@ -102,6 +107,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 ("--steps", args.steps),
                 ("--warmup", args.warmup),
                 ("--batch", args.batch),
+                ("--micro-batch", args.micro_batch),
             ] {
                 if let Some(v) = v {
                     cmd.args([flag, &v.to_string()]);
