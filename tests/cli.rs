@@ -601,3 +601,66 @@ fn early_stopping_and_a_validation_file() {
     assert!(epochs.iter().all(|e| e["val_loss"].is_f64()), "{out}");
     assert!(m.exists());
 }
+
+#[test]
+fn micro_batches_train_like_whole_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("blobs.csv");
+    succeeds(&[
+        "data",
+        "blobs",
+        "--points",
+        "30",
+        "--dims",
+        "4",
+        "--out",
+        s(&data),
+    ]);
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(out),
+            "--hidden",
+            "16",
+            "--batch-norm",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.05",
+            "--batch-size",
+            "30",
+            "--epochs",
+            "2",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        succeeds(&args);
+        model::load(out).unwrap().network
+    };
+    let whole = train(&dir.path().join("a.safetensors"), &[]);
+    let chunked = train(&dir.path().join("b.safetensors"), &["--micro-batch", "7"]);
+    let tiny = train(
+        &dir.path().join("c.safetensors"),
+        &["--memory-budget", "1KiB"],
+    );
+    for other in [&chunked, &tiny] {
+        for (a, b) in whole.parameters().iter().zip(other.parameters()) {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(0.1), "{a} vs {b}");
+        }
+    }
+    // A bad option value is clap's usage error (exit code 2).
+    let out = ff(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        "x.safetensors",
+        "--memory-budget",
+        "lots",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a size"), "{}", stderr(&out));
+}

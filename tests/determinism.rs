@@ -8,6 +8,12 @@ use feedforward::{Activation::*, FitConfig, Network, Optimizer, data};
 /// Trains a network big enough that gemm, the element-wise kernels and the
 /// reductions all take their parallel paths, and returns its parameters.
 fn train(threads: usize) -> Vec<f32> {
+    train_chunked(threads, None)
+}
+
+/// [`train`] with micro-batches of `micro` rows (exact batch norm); the returned
+/// values end with the batch-norm running statistics.
+fn train_chunked(threads: usize, micro: Option<usize>) -> Vec<f32> {
     with_threads(threads, || {
         let (x, y) = data::blobs(128, 10, 64, 3);
         let mut net = Network::builder(64)
@@ -23,10 +29,18 @@ fn train(threads: usize) -> Vec<f32> {
         let cfg = FitConfig {
             epochs: 2,
             batch_size: 256,
+            micro_batch: micro,
             ..Default::default()
         };
         net.fit(x.view(), (&y).into(), &cfg).unwrap();
-        net.parameters().to_vec()
+        let mut values = net.parameters().to_vec();
+        for layer in net.layers() {
+            if let feedforward::Layer::BatchNorm(b) = layer {
+                values.extend(&b.running_mean);
+                values.extend(&b.running_var);
+            }
+        }
+        values
     })
 }
 
@@ -37,6 +51,10 @@ fn bits(v: &[f32]) -> Vec<u32> {
 #[test]
 fn same_run_twice_gives_identical_weights() {
     assert_eq!(bits(&train(2)), bits(&train(2)));
+    assert_eq!(
+        bits(&train_chunked(2, Some(100))),
+        bits(&train_chunked(2, Some(100)))
+    );
 }
 
 /// The default backend splits products over output blocks only and reduces in a
@@ -57,5 +75,15 @@ fn one_and_two_threads_give_identical_weights() {
         0,
         "{differing} of {} parameters differ",
         one.len()
+    );
+}
+
+/// The same with micro-batching (balanced chunks, exact batch norm).
+#[cfg(not(feature = "blas"))]
+#[test]
+fn micro_batched_training_is_identical_for_one_and_two_threads() {
+    assert_eq!(
+        bits(&train_chunked(1, Some(100))),
+        bits(&train_chunked(2, Some(100)))
     );
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use feedforward::io::model::{self, SaveOptions};
 use feedforward::{
-    Activation, AdamConfig, FitConfig, Loss, Network, Optimizer, Progress, SgdConfig, Standardizer,
+    Activation, AdamConfig, BatchNormMode, FitConfig, Loss, Network, Optimizer, Progress,
+    SgdConfig, Standardizer,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -80,6 +81,18 @@ pub struct TrainArgs {
     /// Batch normalisation before every hidden activation.
     #[arg(long)]
     batch_norm: bool,
+    /// Compute each batch in chunks of at most this many rows, accumulating
+    /// gradients (one optimizer step per batch) [default: from --memory-budget].
+    #[arg(long, value_name = "ROWS")]
+    micro_batch: Option<usize>,
+    /// Memory for one chunk's activations and gradients (e.g. 512MiB, 2GiB); sets
+    /// the micro-batch size when --micro-batch is not given.
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    memory_budget: usize,
+    /// Under micro-batching, normalise each chunk with its own statistics (ghost
+    /// batch norm) instead of the whole batch's (exact, the default).
+    #[arg(long)]
+    ghost_batch_norm: bool,
     /// Hold out this fraction of the data (shuffled with the seed) for validation.
     #[arg(long, conflicts_with = "val")]
     val_split: Option<f32>,
@@ -170,6 +183,10 @@ struct TrainingRecord {
     early_stopping: Option<usize>,
     best_loss: Option<f32>,
     epochs_since_best: usize,
+    #[serde(default)]
+    micro_batch: Option<usize>,
+    #[serde(default)]
+    ghost_batch_norm: bool,
 }
 
 /// Trains as the options say and writes the model.
@@ -218,6 +235,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             early_stopping: args.early_stopping,
             best_loss: None,
             epochs_since_best: 0,
+            micro_batch: args.micro_batch,
+            ghost_batch_norm: args.ghost_batch_norm,
         },
     };
     if record.batch_size == 0 {
@@ -271,6 +290,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         None => None,
     };
 
+    // Rows per chunk: as asked, else what the memory budget holds.
+    let micro = match record.micro_batch {
+        Some(0) => return Err("--micro-batch must be at least 1".into()),
+        Some(c) => c,
+        None => net.micro_batch_for_budget(args.memory_budget),
+    };
+    record.micro_batch = Some(micro);
     let checkpoint_path = args
         .checkpoint
         .clone()
@@ -287,6 +313,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             batch_size: record.batch_size,
             seed: Some(record.seed),
             validation: val.as_ref().map(|(vx, vy)| (vx.view(), vy.view())),
+            micro_batch: (micro < record.batch_size).then_some(micro),
+            batch_norm_mode: if record.ghost_batch_norm {
+                BatchNormMode::Ghost
+            } else {
+                BatchNormMode::Exact
+            },
             ..FitConfig::default()
         };
         let history = net.fit_with_progress(x.view(), y.view(), &config, |p| {
@@ -588,5 +620,50 @@ impl Reporter {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// A byte count such as `2GiB`, `512MiB`, `1.5G` or `1000000`.
+fn parse_size(text: &str) -> std::result::Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 2GiB or 512MiB"))?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "unknown size unit {unit:?} (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    if !(value.is_finite() && value > 0.0) {
+        return Err(format!("{text:?}: a size must be positive"));
+    }
+    Ok((value * scale) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+        assert!(parse_size("0").is_err());
     }
 }
