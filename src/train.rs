@@ -14,6 +14,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 
 use crate::error::{Error, Result};
+use crate::io::stream::{Batch, DataSource};
 use crate::layers::Layer;
 use crate::micro_batch::BatchNormMode;
 use crate::network::Network;
@@ -220,6 +221,101 @@ impl Network {
 
         let x = x.as_standard_layout();
         let x = x.as_slice().expect("standard layout");
+        let mut rows_in = InMemory { x, y: targets };
+        self.epochs(&mut rows_in, rows, config, on_progress)
+    }
+
+    /// Trains on the rows of `source`, read a mini-batch at a time (see
+    /// [`crate::io::stream`]), with the settings of `config`. A source with random
+    /// access is shuffled every epoch exactly as [`Network::fit`] shuffles an
+    /// array, so both give the same weights; other sources are read in order.
+    /// Each batch is checked as it is read.
+    ///
+    /// ```
+    /// use feedforward::io::ArraySource;
+    /// use feedforward::{Activation::*, FitConfig, Network, data};
+    /// let (x, y) = data::spiral(50, 3, 0);
+    /// let mut net = Network::builder(2).dense(16, Relu).dense(3, Softmax).build()?;
+    /// let mut source = ArraySource::new(x.view(), (&y).into())?;
+    /// let history = net.fit_source(&mut source, &FitConfig { epochs: 3, ..Default::default() })?;
+    /// assert_eq!(history.epochs.len(), 3);
+    /// # Ok::<(), feedforward::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Network::fit`], plus the source's own read errors.
+    pub fn fit_source<S: DataSource + Send>(
+        &mut self,
+        source: &mut S,
+        config: &FitConfig<'_>,
+    ) -> Result<History> {
+        self.fit_source_with_progress(source, config, |_| true)
+    }
+
+    /// [`Network::fit_source`] with a progress callback as in
+    /// [`Network::fit_with_progress`].
+    ///
+    /// # Errors
+    /// As [`Network::fit_source`].
+    pub fn fit_source_with_progress<S, F>(
+        &mut self,
+        source: &mut S,
+        config: &FitConfig<'_>,
+        mut on_progress: F,
+    ) -> Result<History>
+    where
+        S: DataSource + Send,
+        F: FnMut(Progress<'_>) -> bool + Send,
+    {
+        if config.batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        let rows = source.rows();
+        if rows == 0 {
+            return Err(Error::Empty("fit_source: source"));
+        }
+        if source.features() != self.inputs() {
+            return Err(Error::Shape {
+                context: "fit_source: features",
+                expected: format!("{} columns (the network's inputs)", self.inputs()),
+                got: format!("{} columns", source.features()),
+            });
+        }
+        if let Some((vx, vy)) = &config.validation {
+            self.check_features(vx, "fit: validation features")?;
+            vy.validate(
+                self.loss(),
+                self.outputs(),
+                vx.nrows(),
+                "fit: validation targets",
+            )?;
+        }
+        let mut rows_in = FromSource {
+            source,
+            batch: Batch::default(),
+            local: Vec::new(),
+        };
+        // As in `fit`, the loop runs on a thread of the pool.
+        rayon::scope(|_| self.epochs(&mut rows_in, rows, config, &mut on_progress))
+    }
+
+    /// The epoch loop shared by [`Network::fit`] and [`Network::fit_source`].
+    fn epochs<R: BatchRows>(
+        &mut self,
+        data: &mut R,
+        rows: usize,
+        config: &FitConfig<'_>,
+        on_progress: &mut (dyn FnMut(Progress<'_>) -> bool + Send),
+    ) -> Result<History> {
+        let has_bn = self
+            .layers()
+            .iter()
+            .any(|l| matches!(l, Layer::BatchNorm(_)));
+        if has_bn && rows < 2 {
+            return Err(Error::Config(
+                "batch normalisation needs at least 2 training rows".into(),
+            ));
+        }
         let batch = config.batch_size.min(rows);
         let micro = match config.micro_batch {
             Some(0) => return Err(Error::Config("micro-batch size must be at least 1".into())),
@@ -233,7 +329,7 @@ impl Network {
         let batches = rows.div_ceil(batch);
 
         for epoch in config.first_epoch..config.first_epoch + config.epochs {
-            if config.shuffle {
+            if config.shuffle && data.random_access() {
                 order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
                 order.shuffle(&mut epoch_rng(seed, epoch));
             }
@@ -246,8 +342,10 @@ impl Network {
                     continue;
                 }
                 let m = idx.len();
-                let (loss, correct) =
-                    self.logical_batch_step(x, &targets, idx, micro, config.batch_norm_mode);
+                let (loss, correct) = {
+                    let (x, targets, local) = data.load(idx, self)?;
+                    self.logical_batch_step(x, &targets, local, micro, config.batch_norm_mode)
+                };
                 if !loss.is_finite() {
                     self.ws.grads_ready = false;
                     return Err(Error::Diverged {
@@ -298,6 +396,114 @@ impl Network {
             }
         }
         Ok(history)
+    }
+}
+
+/// Where the epoch loop gets a mini-batch: the features (row-major), the
+/// targets, and the indices of the batch's rows in them.
+trait BatchRows {
+    /// Whether rows may be visited in shuffled order.
+    fn random_access(&self) -> bool;
+    /// The batch of rows `idx`, checked against `net` where not checked up front.
+    fn load<'b>(
+        &'b mut self,
+        idx: &'b [usize],
+        net: &Network,
+    ) -> Result<(&'b [f32], Targets<'b>, &'b [usize])>;
+}
+
+/// Arrays in memory, checked once before training.
+struct InMemory<'x, 'y> {
+    x: &'x [f32],
+    y: Targets<'y>,
+}
+
+impl BatchRows for InMemory<'_, '_> {
+    fn random_access(&self) -> bool {
+        true
+    }
+    fn load<'b>(
+        &'b mut self,
+        idx: &'b [usize],
+        _: &Network,
+    ) -> Result<(&'b [f32], Targets<'b>, &'b [usize])> {
+        let y = match &self.y {
+            Targets::Classes(c) => Targets::Classes(c.view()),
+            Targets::Values(v) => Targets::Values(v.view()),
+        };
+        Ok((self.x, y, idx))
+    }
+}
+
+/// A [`DataSource`]: each batch is read into a buffer and checked.
+struct FromSource<'s, S> {
+    source: &'s mut S,
+    batch: Batch,
+    local: Vec<usize>,
+}
+
+impl<S: DataSource> BatchRows for FromSource<'_, S> {
+    fn random_access(&self) -> bool {
+        self.source.random_access()
+    }
+    fn load<'b>(
+        &'b mut self,
+        idx: &'b [usize],
+        net: &Network,
+    ) -> Result<(&'b [f32], Targets<'b>, &'b [usize])> {
+        self.source.read(idx, &mut self.batch)?;
+        // Errors name the row in the whole data set, not in the batch.
+        let whole = |e: Error| match e {
+            Error::NonFinite {
+                context,
+                row,
+                col,
+                value,
+            } => Error::NonFinite {
+                context,
+                row: idx[row],
+                col,
+                value,
+            },
+            Error::LabelOutOfRange {
+                context,
+                row,
+                label,
+                classes,
+            } => Error::LabelOutOfRange {
+                context,
+                row: idx[row],
+                label,
+                classes,
+            },
+            Error::InvalidTarget {
+                context,
+                row,
+                col,
+                value,
+                reason,
+            } => Error::InvalidTarget {
+                context,
+                row: idx[row],
+                col,
+                value,
+                reason,
+            },
+            other => other,
+        };
+        net.check_features(&self.batch.features(), "fit_source: features")
+            .map_err(whole)?;
+        let m = idx.len();
+        self.batch
+            .targets()
+            .validate(net.loss(), net.outputs(), m, "fit_source: targets")
+            .map_err(whole)?;
+        if self.local.len() < m {
+            self.local.extend(self.local.len()..m);
+        }
+        let x = self.batch.features();
+        let x = x.to_slice().expect("a batch is contiguous");
+        Ok((x, self.batch.targets(), &self.local[..m]))
     }
 }
 

@@ -12,10 +12,12 @@ mod idx;
 pub mod model;
 mod npy;
 mod source;
+pub mod stream;
 
 pub use dataset::{Dataset, Origin};
 pub use idx::read_idx;
 pub use npy::{NpyArray, read_npy, read_npz};
+pub use stream::{ArraySource, Batch, CsvSource, DataSource, NpySource};
 
 use std::path::{Path, PathBuf};
 

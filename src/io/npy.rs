@@ -80,8 +80,25 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, NpyArray)>> {
     Ok(arrays)
 }
 
-/// Parses the bytes of one `.npy` file.
-fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+/// The header of an `.npy` file: element type, order, shape, where data start.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Header {
+    /// Byte order `<`, `>`, `|` or `=`.
+    pub order: char,
+    /// Kind: `f`, `i`, `u` or `b`.
+    pub kind: char,
+    /// Bytes per element.
+    pub size: usize,
+    /// Column-major data.
+    pub fortran: bool,
+    /// The dimensions.
+    pub shape: Vec<usize>,
+    /// Offset of the first element.
+    pub data_offset: usize,
+}
+
+/// Parses the header at the start of `bytes`.
+pub(crate) fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
         return Err("not a NumPy .npy file (bad magic)".into());
     }
@@ -115,23 +132,40 @@ fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
                 .map_err(|_| format!("bad shape entry {s:?}"))
         })
         .collect::<std::result::Result<_, _>>()?;
+    let mut chars = descr.chars();
+    let order = chars.next().ok_or("empty descr")?;
+    let kind = chars.next().ok_or("short descr")?;
+    let size: usize = chars
+        .as_str()
+        .parse()
+        .map_err(|_| format!("unsupported descr {descr:?}"))?;
+    Ok(Header {
+        order,
+        kind,
+        size,
+        fortran,
+        shape,
+        data_offset: start + len,
+    })
+}
 
-    let (order, kind, size) = {
-        let mut chars = descr.chars();
-        let order = chars.next().ok_or("empty descr")?;
-        let kind = chars.next().ok_or("short descr")?;
-        let size: usize = chars
-            .as_str()
-            .parse()
-            .map_err(|_| format!("unsupported descr {descr:?}"))?;
-        (order, kind, size)
-    };
+/// Parses the bytes of one `.npy` file.
+fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+    let Header {
+        order,
+        kind,
+        size,
+        fortran,
+        shape,
+        data_offset,
+    } = parse_header(bytes)?;
+    let descr = format!("{order}{kind}{size}");
     let big = order == '>';
     let count = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or("shape too large")?;
-    let data = &bytes[start + len..];
+    let data = &bytes[data_offset..];
     if Some(data.len()) != count.checked_mul(size) {
         return Err(format!(
             "shape {shape:?} of {descr} needs {} bytes of data, found {}",

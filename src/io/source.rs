@@ -9,7 +9,7 @@ use flate2::bufread::MultiGzDecoder;
 use crate::error::{Error, Result};
 
 /// Opens `path` for reading, decompressing it when it starts with the gzip magic.
-pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>> {
+pub(crate) fn open(path: &Path) -> Result<Box<dyn Read + Send>> {
     let file = File::open(path).map_err(|e| Error::io(path, &e))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let head = reader.fill_buf().map_err(|e| Error::io(path, &e))?;

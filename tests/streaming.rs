@@ -1,0 +1,167 @@
+//! Training from data sources (arrays, memory-mapped NPY, CSV read in order)
+//! gives the same weights as training on the arrays in memory.
+
+use std::path::{Path, PathBuf};
+
+use feedforward::io::{ArraySource, CsvSource, NpySource, ReadOptions};
+use feedforward::{Activation::*, Error, FitConfig, Network, Optimizer, data};
+use ndarray::Array2;
+
+fn network() -> Network {
+    Network::builder(3)
+        .dense(16, Relu)
+        .dense(8, Identity)
+        .batch_norm(Tanh)
+        .dense(4, Softmax)
+        .optimizer(Optimizer::adam(0.01))
+        .seed(5)
+        .build()
+        .unwrap()
+}
+
+fn bits(net: &Network) -> Vec<u32> {
+    net.parameters().iter().map(|v| v.to_bits()).collect()
+}
+
+fn npy(path: &Path, descr: &str, shape: &str, data: Vec<u8>) {
+    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // Pad the header so that the data start at a multiple of 64 bytes, as numpy does.
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    let header = format!("{header}{}\n", " ".repeat(pad));
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(data);
+    std::fs::write(path, out).unwrap();
+}
+
+fn write_npy(dir: &Path, x: &Array2<f32>, y: &[usize]) -> (PathBuf, PathBuf) {
+    let (xp, yp) = (dir.join("x.npy"), dir.join("y.npy"));
+    npy(
+        &xp,
+        "<f4",
+        &format!("({}, {})", x.nrows(), x.ncols()),
+        x.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    );
+    npy(
+        &yp,
+        "<i8",
+        &format!("({},)", y.len()),
+        y.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
+    );
+    (xp, yp)
+}
+
+fn blobs() -> (Array2<f32>, Vec<usize>) {
+    let (x, y) = data::blobs(25, 4, 3, 8);
+    (x, y.to_vec())
+}
+
+#[test]
+fn npy_source_matches_fit_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = blobs();
+    let (xp, yp) = write_npy(dir.path(), &x, &y);
+    let cfg = FitConfig {
+        epochs: 4,
+        batch_size: 16,
+        ..Default::default()
+    };
+    let mut memory = network();
+    memory.fit(x.view(), (&y[..]).into(), &cfg).unwrap();
+    let mut streamed = network();
+    let mut source = NpySource::open(&xp, &yp, true).unwrap();
+    let history = streamed.fit_source(&mut source, &cfg).unwrap();
+    assert_eq!(history.epochs.len(), 4);
+    assert_eq!(bits(&memory), bits(&streamed));
+
+    // The same through micro-batches on both sides.
+    let chunked = FitConfig {
+        micro_batch: Some(5),
+        ..cfg.clone()
+    };
+    let (mut a, mut b) = (network(), network());
+    a.fit(x.view(), (&y[..]).into(), &chunked).unwrap();
+    b.fit_source(&mut NpySource::open(&xp, &yp, true).unwrap(), &chunked)
+        .unwrap();
+    assert_eq!(bits(&a), bits(&b));
+
+    let mut arrays = network();
+    arrays
+        .fit_source(
+            &mut ArraySource::new(x.view(), (&y[..]).into()).unwrap(),
+            &cfg,
+        )
+        .unwrap();
+    assert_eq!(bits(&memory), bits(&arrays));
+}
+
+#[test]
+fn csv_source_reads_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = blobs();
+    let path = dir.path().join("d.csv");
+    let mut text = String::from("label,a,b,c\n");
+    for (row, label) in x.rows().into_iter().zip(&y) {
+        text += &format!("{label},{},{},{}\n", row[0], row[1], row[2]);
+    }
+    std::fs::write(&path, text).unwrap();
+    let cfg = FitConfig {
+        epochs: 3,
+        batch_size: 16,
+        shuffle: false,
+        ..Default::default()
+    };
+    let mut memory = network();
+    memory.fit(x.view(), (&y[..]).into(), &cfg).unwrap();
+    let mut streamed = network();
+    let mut source = CsvSource::open(&path, &ReadOptions::default(), true).unwrap();
+    streamed.fit_source(&mut source, &cfg).unwrap();
+    assert_eq!(bits(&memory), bits(&streamed));
+}
+
+#[test]
+fn bad_sources_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut x, y) = blobs();
+    // float64 features cannot be mapped as float32.
+    let f64p = dir.path().join("x64.npy");
+    npy(&f64p, "<f8", "(2, 3)", vec![0; 48]);
+    let (_, yp) = write_npy(dir.path(), &x, &y);
+    let err = NpySource::open(&f64p, &yp, true).unwrap_err().to_string();
+    assert!(err.contains("astype('<f4')"), "{err}");
+    // A NaN in row 17 is reported at row 17 of the file, not of its batch.
+    x[[17, 2]] = f32::NAN;
+    let (xp, yp) = write_npy(dir.path(), &x, &y);
+    let mut source = NpySource::open(&xp, &yp, true).unwrap();
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: 8,
+        shuffle: false,
+        ..Default::default()
+    };
+    match network().fit_source(&mut source, &cfg) {
+        Err(Error::NonFinite {
+            row: 17, col: 2, ..
+        }) => {}
+        other => panic!("expected a NaN at row 17, column 2: {other:?}"),
+    }
+    // A CSV source checks every row when it opens.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "0,1,2,3\n1,2,x,4\n").unwrap();
+    let err = CsvSource::open(&bad, &ReadOptions::default(), true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("line 2, column 3") && err.contains("not a number"),
+        "{err}"
+    );
+    let wrong = dir.path().join("wide.csv");
+    std::fs::write(&wrong, "0,1,2,3,4\n").unwrap();
+    let mut source = CsvSource::open(&wrong, &ReadOptions::default(), true).unwrap();
+    assert!(matches!(
+        network().fit_source(&mut source, &cfg),
+        Err(Error::Shape { .. })
+    ));
+}
