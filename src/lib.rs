@@ -62,6 +62,7 @@ pub mod loss;
 pub mod micro_batch;
 pub mod network;
 pub mod optim;
+pub mod replay;
 pub mod standardize;
 pub mod targets;
 mod threads;

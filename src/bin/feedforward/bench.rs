@@ -25,6 +25,14 @@ pub struct BenchArgs {
     /// Batch size instead of the workload's own.
     #[arg(long)]
     batch: Option<usize>,
+    /// Replay a run dumped by the peers' script (`bench.py --dump DIR`) and print
+    /// its final loss; compared with PyTorch's when DIR holds that run's JSON line
+    /// as `peer.json` (or with --expect).
+    #[arg(long, value_name = "DIR")]
+    replay: Option<std::path::PathBuf>,
+    /// With --replay: the final loss to match (within 1e-4 relative).
+    #[arg(long, requires = "replay")]
+    expect: Option<f64>,
     /// Train in micro-batches of at most this many rows (gradients accumulated,
     /// one optimizer step per batch): memory for activations follows this, not --batch.
     #[arg(long)]
@@ -61,6 +69,9 @@ fn parse_workloads(spec: &str) -> Result<Vec<Workload>> {
 
 /// Runs the benchmark: each (workload, threads) pair in a child process.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(dir) = &args.replay {
+        return replay(dir, args.expect, args.json);
+    }
     let workloads = parse_workloads(&args.workload)?;
     if args.threads.contains(&0) {
         return Err("thread counts must be at least 1".into());
@@ -196,4 +207,58 @@ fn human(r: &BenchResult, sgemm: Option<f64>) -> String {
         s += &format!("  final loss {l:.4}");
     }
     s
+}
+
+/// Replays a dumped run and compares its final loss with the peer's.
+fn replay(dir: &std::path::Path, expect: Option<f64>, json: bool) -> Result<()> {
+    let r = feedforward::replay::replay(dir)?;
+    let peer_file = dir.join("peer.json");
+    let peer = match expect {
+        Some(v) => Some((v, "expected".to_string())),
+        None if peer_file.exists() => {
+            let text = std::fs::read_to_string(&peer_file)
+                .map_err(|e| format!("{}: {e}", peer_file.display()))?;
+            let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or(""))
+                .map_err(|e| format!("{}: {e}", peer_file.display()))?;
+            let loss = v["final_loss"]
+                .as_f64()
+                .ok_or_else(|| format!("{}: no final_loss", peer_file.display()))?;
+            let who = v["framework"].as_str().unwrap_or("peer").to_string();
+            Some((loss, who))
+        }
+        None => None,
+    };
+    let rel = peer
+        .as_ref()
+        .map(|(p, _)| (f64::from(r.final_loss) - p).abs() / p.abs().max(1e-12));
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "framework": "feedforward",
+                "backend": feedforward::gemm::BACKEND,
+                "workload": r.workload,
+                "steps": r.steps,
+                "final_loss": crate::json_f32(r.final_loss),
+                "peer_final_loss": peer.as_ref().map(|p| p.0),
+                "relative_difference": rel,
+            })
+        );
+    } else {
+        let mut line = format!(
+            "replay {}: {} steps, final loss {:.6}",
+            r.workload, r.steps, r.final_loss
+        );
+        if let (Some((p, who)), Some(rel)) = (&peer, rel) {
+            line += &format!("; {who} {p:.6}; relative difference {rel:.2e}");
+        }
+        outln!("{line}");
+    }
+    match rel {
+        Some(rel) if rel > 1e-4 => Err(format!(
+            "the final loss differs from the peer's by {rel:.2e} (more than 1e-4)"
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }

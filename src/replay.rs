@@ -1,0 +1,169 @@
+//! Replaying a run dumped by the peers' benchmark script (`bench.py --dump DIR`):
+//! the same initial weights, the same batches, the same number of steps, so that
+//! the final loss can be compared with PyTorch's.
+//!
+//! The directory holds `manifest.json` (layer sizes, batch, `"train"`, the loss,
+//! the optimizer and its constants, `n_batches`, `steps_total`), the weights
+//! `W{i}.npy` (`n_in × n_out`, `y = x·W + b`) and biases `b{i}.npy`, and the
+//! batches `x{k}.npy` / `y{k}.npy`; step `t` uses batch `t mod n_batches`. The
+//! final loss is the loss of step `steps_total − 1`, before its update. Only the
+//! batches the steps use are read.
+
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::io::read_npy;
+use crate::{Activation, AdamConfig, Loss, Network, Optimizer, Targets};
+
+#[derive(Deserialize)]
+struct Manifest {
+    workload: String,
+    sizes: Vec<usize>,
+    batch: usize,
+    mode: String,
+    output: String,
+    optimizer: String,
+    lr: f32,
+    adam: Option<AdamConstants>,
+    n_batches: usize,
+    steps_total: usize,
+    #[serde(default = "relu")]
+    hidden_activation: String,
+}
+
+fn relu() -> String {
+    "relu".into()
+}
+
+#[derive(Deserialize)]
+struct AdamConstants {
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+}
+
+/// What a replay computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    /// The workload's name in the manifest.
+    pub workload: String,
+    /// Training steps run.
+    pub steps: usize,
+    /// Loss of the last step, before its update.
+    pub final_loss: f32,
+}
+
+/// Replays the dumped run in `dir` with this crate's training step.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Parse`] for missing or malformed files, and
+/// [`Error::Config`] for a run this crate cannot replay (inference runs, unknown
+/// losses or optimizers).
+pub fn replay(dir: &Path) -> Result<Replay> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, &e))?;
+    let m: Manifest =
+        serde_json::from_str(&text).map_err(|e| Error::parse(&path, e.to_string()))?;
+    if m.mode != "train" {
+        return Err(Error::Config(format!(
+            "{}: only training runs can be replayed, not {:?}",
+            path.display(),
+            m.mode
+        )));
+    }
+    if m.sizes.len() < 2 || m.n_batches == 0 || m.steps_total == 0 {
+        return Err(Error::parse(
+            &path,
+            "needs two or more sizes, batches and steps",
+        ));
+    }
+    let hidden = Activation::from_name(&m.hidden_activation).ok_or_else(|| {
+        Error::parse(
+            &path,
+            format!("unknown activation {:?}", m.hidden_activation),
+        )
+    })?;
+    let classes = m.output.contains("cross-entropy");
+    let (out_act, loss) = if classes {
+        (Activation::Softmax, Loss::CategoricalCrossEntropy)
+    } else if m.output.contains("MSE") {
+        (Activation::Identity, Loss::MeanSquaredError)
+    } else {
+        return Err(Error::Config(format!(
+            "{}: unknown output {:?}",
+            path.display(),
+            m.output
+        )));
+    };
+    let optimizer = match (m.optimizer.as_str(), &m.adam) {
+        ("adam", Some(a)) => Optimizer::Adam(AdamConfig {
+            lr: m.lr,
+            beta1: a.beta1,
+            beta2: a.beta2,
+            eps: a.eps,
+            weight_decay: 0.0,
+        }),
+        ("sgd", _) => Optimizer::sgd(m.lr),
+        (other, _) => {
+            return Err(Error::Config(format!(
+                "{}: cannot replay optimizer {other:?}",
+                path.display()
+            )));
+        }
+    };
+    let mut builder = Network::builder(m.sizes[0]).loss(loss).optimizer(optimizer);
+    let last = m.sizes.len() - 2;
+    for (i, &units) in m.sizes[1..].iter().enumerate() {
+        builder = builder.dense(units, if i == last { out_act } else { hidden });
+    }
+    let mut net = builder.build()?;
+    for i in 0..m.sizes.len() - 1 {
+        let (wp, bp) = (dir.join(format!("W{i}.npy")), dir.join(format!("b{i}.npy")));
+        let w = read_npy(&wp)?.into_matrix(&wp)?;
+        let b = read_npy(&bp)?.into_matrix(&bp)?;
+        let b = Array1::from_iter(b.iter().copied());
+        net.set_dense_parameters(i, w.view(), b.view())
+            .map_err(|e| Error::parse(&wp, e.to_string()))?;
+    }
+
+    // The batches the steps use, read once each.
+    let used = m.n_batches.min(m.steps_total);
+    let mut xs: Vec<Array2<f32>> = Vec::with_capacity(used);
+    let mut ys: Vec<(Option<Array1<usize>>, Option<Array2<f32>>)> = Vec::with_capacity(used);
+    for k in 0..used {
+        let (xp, yp) = (dir.join(format!("x{k}.npy")), dir.join(format!("y{k}.npy")));
+        let x = read_npy(&xp)?.into_matrix(&xp)?;
+        let y = read_npy(&yp)?.into_matrix(&yp)?;
+        if x.nrows() != m.batch || y.nrows() != m.batch {
+            return Err(Error::parse(
+                &xp,
+                format!("expected {} rows per batch", m.batch),
+            ));
+        }
+        xs.push(x);
+        ys.push(if classes {
+            let labels = y.iter().map(|&v| v as usize).collect::<Array1<usize>>();
+            (Some(labels), None)
+        } else {
+            (None, Some(y))
+        });
+    }
+    let mut final_loss = f32::NAN;
+    for t in 0..m.steps_total {
+        let k = t % m.n_batches;
+        let targets = match &ys[k] {
+            (Some(c), _) => Targets::Classes(c.view()),
+            (_, Some(v)) => Targets::Values(v.view()),
+            _ => unreachable!("one of the two is set"),
+        };
+        final_loss = net.train_step(xs[k].view(), targets)?;
+    }
+    Ok(Replay {
+        workload: m.workload,
+        steps: m.steps_total,
+        final_loss,
+    })
+}

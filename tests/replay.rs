@@ -1,0 +1,44 @@
+//! Replays of runs dumped by the peers' script (`bench.py --dump`, scaled down by
+//! `tests/data/make_replays.py`): the same start and batches give PyTorch's final
+//! loss, within 1e-4 relative, on whichever backend this build uses.
+
+use std::path::Path;
+
+fn check(dir: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(dir);
+    let peer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("peer.json")).unwrap()).unwrap();
+    let expected = peer["final_loss"].as_f64().unwrap();
+    let r = feedforward::replay::replay(&dir).unwrap();
+    assert_eq!(r.steps, 12);
+    let rel = (f64::from(r.final_loss) - expected).abs() / expected.abs();
+    assert!(
+        rel <= 1e-4,
+        "{}: final loss {} vs PyTorch {expected} ({rel:.2e})",
+        dir.display(),
+        r.final_loss
+    );
+}
+
+#[test]
+fn adam_softmax_cross_entropy_run_matches_pytorch() {
+    check("replay-mini-w1");
+}
+
+#[test]
+fn sgd_mse_run_matches_pytorch() {
+    check("replay-mini-w2");
+}
+
+#[test]
+fn a_broken_dump_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = feedforward::replay::replay(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("manifest.json"), "{err}");
+    std::fs::write(dir.path().join("manifest.json"), "{\"workload\": 1}").unwrap();
+    assert!(feedforward::replay::replay(dir.path()).is_err());
+}
