@@ -45,6 +45,12 @@ struct AdamConstants {
     eps: f32,
 }
 
+/// One batch's targets: class labels or rows of values.
+enum StepTargets {
+    Classes(Array1<usize>),
+    Values(Array2<f32>),
+}
+
 /// What a replay computed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replay {
@@ -132,7 +138,7 @@ pub fn replay(dir: &Path) -> Result<Replay> {
     // The batches the steps use, read once each.
     let used = m.n_batches.min(m.steps_total);
     let mut xs: Vec<Array2<f32>> = Vec::with_capacity(used);
-    let mut ys: Vec<(Option<Array1<usize>>, Option<Array2<f32>>)> = Vec::with_capacity(used);
+    let mut ys: Vec<StepTargets> = Vec::with_capacity(used);
     for k in 0..used {
         let (xp, yp) = (dir.join(format!("x{k}.npy")), dir.join(format!("y{k}.npy")));
         let x = read_npy(&xp)?.into_matrix(&xp)?;
@@ -145,19 +151,17 @@ pub fn replay(dir: &Path) -> Result<Replay> {
         }
         xs.push(x);
         ys.push(if classes {
-            let labels = y.iter().map(|&v| v as usize).collect::<Array1<usize>>();
-            (Some(labels), None)
+            StepTargets::Classes(y.iter().map(|&v| v as usize).collect())
         } else {
-            (None, Some(y))
+            StepTargets::Values(y)
         });
     }
     let mut final_loss = f32::NAN;
     for t in 0..m.steps_total {
         let k = t % m.n_batches;
         let targets = match &ys[k] {
-            (Some(c), _) => Targets::Classes(c.view()),
-            (_, Some(v)) => Targets::Values(v.view()),
-            _ => unreachable!("one of the two is set"),
+            StepTargets::Classes(c) => Targets::Classes(c.view()),
+            StepTargets::Values(v) => Targets::Values(v.view()),
         };
         final_loss = net.train_step(xs[k].view(), targets)?;
     }
