@@ -181,7 +181,9 @@ impl BenchResult {
     /// One JSON object on one line, with the peers' field names, plus
     /// `sgemm_fraction` when the same run's SGEMM GFLOP/s is given.
     pub fn to_json(&self, sgemm_gflops: Option<f64>) -> String {
-        let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map_or("null".to_string(), |v| format!("{v:.digits$}"))
+        };
         let fraction = match (sgemm_gflops, self.workload) {
             (Some(s), w) if w != Workload::Sgemm && s > 0.0 => {
                 format!(",\"sgemm_fraction\":{:.4}", self.gflops / s)
@@ -200,8 +202,8 @@ impl BenchResult {
             self.gflops,
             self.us_per_call_median,
             self.us_per_call_mean,
-            opt(self.peak_rss_mb),
-            opt(self.final_loss.map(f64::from)),
+            opt(self.peak_rss_mb, 3),
+            opt(self.final_loss.map(f64::from), 6),
             fraction
         )
     }

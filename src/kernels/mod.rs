@@ -89,16 +89,32 @@ pub(crate) fn for_rows_zip3<F>(
 
 /// Scans a row-major buffer for NaN or infinity; returns the first `(row, col, value)`.
 ///
-/// The scan may run in parallel, but the position reported is always the first one.
+/// Blocks of values are tested with a branch-free reduction over their exponent
+/// bits (all ones for NaN and ±∞), which vectorises; only a block that fails is
+/// searched element by element. Blocks may be tested in parallel, but the
+/// position reported is always the first one.
 pub(crate) fn first_non_finite(data: &[f32], cols: usize) -> Option<(usize, usize, f32)> {
+    const BLOCK: usize = 1 << 12;
     let cols = cols.max(1);
-    let index = if worth_parallel(data.len()) {
-        data.par_iter().position_first(|x| !x.is_finite())
+    let bad_block = |block: &[f32]| {
+        block
+            .iter()
+            .fold(0u32, |acc, x| acc.max(x.to_bits() & EXPONENT))
+            == EXPONENT
+    };
+    let block = if worth_parallel(data.len()) {
+        data.par_chunks(BLOCK).position_first(bad_block)
     } else {
-        data.iter().position(|x| !x.is_finite())
+        data.chunks(BLOCK).position(bad_block)
     }?;
+    let start = block * BLOCK;
+    let end = (start + BLOCK).min(data.len());
+    let index = start + data[start..end].iter().position(|x| !x.is_finite())?;
     Some((index / cols, index % cols, data[index]))
 }
+
+/// The exponent bits of an `f32`: all set for NaN and the infinities only.
+const EXPONENT: u32 = 0x7f80_0000;
 
 /// Copies the rows `indices` of `src` (`cols` wide, row stride `stride`) into `dst`, in order.
 pub(crate) fn gather_rows(
