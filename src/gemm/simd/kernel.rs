@@ -37,6 +37,22 @@ pub const MR: usize = if cfg!(target_feature = "avx512f") {
 /// Columns of C per micro-tile: two vectors.
 pub const NR: usize = 2 * LANES;
 
+/// Hints the CPU to bring the `NR` floats at `p` (one tile row) into L1.
+#[inline(always)]
+unsafe fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: prefetches never fault, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+            _mm_prefetch::<_MM_HINT_T0>(p.add(NR - 1).cast::<i8>());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[inline(always)]
 unsafe fn load(p: *const f32) -> V {
     // SAFETY: the caller guarantees LANES readable floats at `p`.
@@ -68,6 +84,13 @@ pub(crate) unsafe fn tile(
     alpha: f32,
     beta: f32,
 ) {
+    let c_read: *const f32 = c;
+    // Ask for the C tile now, so that its rows arrive during the k loop instead
+    // of stalling the stores at the end (C is re-read once per k block).
+    for i in 0..MR {
+        // SAFETY: prefetching is a hint; the addresses are the tile's own rows.
+        unsafe { prefetch(c_read.offset(i as isize * rsc)) };
+    }
     let mut acc = [[V::splat(0.0); 2]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {

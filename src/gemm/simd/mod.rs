@@ -122,7 +122,10 @@ pub(crate) fn gemm(
         super::scale_c(beta, &mut c);
         return;
     }
-    let par = if m * n * k < PARALLEL_THRESHOLD {
+    // The small-m path streams B once, from memory or L2: splitting its columns
+    // over threads pays off earlier (each core then keeps its share of B in its
+    // own L2), so it applies its own threshold.
+    let par = if m * n * k < PARALLEL_THRESHOLD && m > small::SMALL_M {
         Parallelism::None
     } else {
         par

@@ -44,8 +44,14 @@ pub(crate) unsafe fn gemm(
     let blocks = n.div_ceil(BLOCK);
     // SAFETY: each block writes its own columns of C.
     let body = |blk: usize| unsafe { column_block(m, n, k, blk * BLOCK, alpha, a, b, beta, c) };
-    if par.threads() > 1 && blocks > 1 && m * n * k >= PARALLEL_MACS * 2 {
-        (0..blocks).into_par_iter().for_each(body);
+    let threads = par.threads();
+    if threads > 1 && blocks > 1 && m * n * k >= PARALLEL_MACS * 2 {
+        // One contiguous run of column blocks per thread, the same run every call,
+        // so that each thread's share of B stays in its core's cache.
+        let runs = threads.min(blocks);
+        (0..runs).into_par_iter().for_each(|r| {
+            (r * blocks / runs..(r + 1) * blocks / runs).for_each(body);
+        });
     } else {
         (0..blocks).for_each(body);
     }
