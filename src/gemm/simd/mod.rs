@@ -180,6 +180,66 @@ unsafe fn loops(
         } else {
             1
         };
+        let panel = slivers_n * NR;
+        if k * panel <= KC * NC {
+            // The whole depth of this B panel fits the packing buffer: pack it all,
+            // then let each task run loop 4 itself, so that its block of C stays
+            // in cache across the k blocks instead of being re-read for each
+            // (tall products such as 4096 × 784 · 784 × 512). The k blocks and
+            // their order are the same as below, so the bits are too.
+            with_buffer(&PACK_B, k * panel, |packed_b| {
+                for pc in (0..k).step_by(KC) {
+                    let kc = KC.min(k - pc);
+                    // SAFETY: the B panel (kc × nc at (pc, jc)) lies inside b.
+                    unsafe {
+                        pack::pack_b(
+                            b.offset(pc, jc),
+                            kc,
+                            nc,
+                            &mut packed_b[pc * panel..(pc + kc) * panel],
+                        );
+                    }
+                }
+                let packed_b: &[f32] = packed_b;
+                let task = |t: usize| {
+                    let ic = (t / parts_n) * mc;
+                    let part = t % parts_n;
+                    let mc = mc.min(m - ic);
+                    let rows = mc.div_ceil(MR) * MR;
+                    let jr = (part * slivers_n / parts_n)..((part + 1) * slivers_n / parts_n);
+                    with_buffer(&PACK_A, rows * KC.min(k), |packed_a| {
+                        for pc in (0..k).step_by(KC) {
+                            let kc = KC.min(k - pc);
+                            let beta = if pc == 0 { beta } else { 1.0 };
+                            let packed_a = &mut packed_a[..rows * kc];
+                            // SAFETY: as in the loop below.
+                            unsafe {
+                                pack::pack_a(a.offset(ic, pc), mc, kc, packed_a);
+                                macro_kernel(
+                                    mc,
+                                    nc,
+                                    kc,
+                                    jr.clone(),
+                                    alpha,
+                                    packed_a,
+                                    &packed_b[pc * panel..],
+                                    beta,
+                                    c.offset(ic, jc),
+                                );
+                            }
+                        }
+                    });
+                };
+                let tasks = blocks_m * parts_n;
+                match par {
+                    Parallelism::Rayon(_) if tasks > 1 => {
+                        (0..tasks).into_par_iter().for_each(task);
+                    }
+                    _ => (0..tasks).for_each(task),
+                }
+            });
+            continue;
+        }
         // Loop 4: the k dimension, in blocks of KC; only the first block applies β.
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
