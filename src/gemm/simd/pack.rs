@@ -21,11 +21,28 @@ pub(crate) unsafe fn pack_a(a: MatRef, mc: usize, kc: usize, out: &mut [f32]) {
     {
         let i0 = s * MR;
         let rows = MR.min(mc - i0);
-        for i in 0..rows {
-            // SAFETY: row i0 + i < mc, columns < kc, as the caller guarantees.
-            let src = unsafe { a.ptr.offset((i0 + i) as isize * a.rs) };
+        if a.rs == 1 {
+            // A transposed (as in `Aᵀ·dZ`): a step's MR values are contiguous.
             for p in 0..kc {
-                sliver[p * MR + i] = unsafe { *src.offset(p as isize * a.cs) };
+                // SAFETY: rows i0..i0 + rows at column p lie inside a.
+                let src = unsafe {
+                    std::slice::from_raw_parts(a.ptr.offset(i0 as isize + p as isize * a.cs), rows)
+                };
+                sliver[p * MR..p * MR + rows].copy_from_slice(src);
+            }
+        } else {
+            // Step through the MR rows together: contiguous writes, MR read streams.
+            let mut src = [a.ptr; MR];
+            for (i, s) in src.iter_mut().enumerate().take(rows) {
+                // SAFETY: row i0 + i < mc, as the caller guarantees.
+                *s = unsafe { a.ptr.offset((i0 + i) as isize * a.rs) };
+            }
+            for p in 0..kc {
+                let dst = &mut sliver[p * MR..p * MR + rows];
+                for (d, s) in dst.iter_mut().zip(&src) {
+                    // SAFETY: column p < kc of a row inside a.
+                    *d = unsafe { *s.offset(p as isize * a.cs) };
+                }
             }
         }
         if rows < MR {
