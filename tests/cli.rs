@@ -400,23 +400,29 @@ fn bad_data_files_give_one_clear_error() {
     );
 }
 
-#[test]
-fn bad_models_and_mismatched_data_give_one_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = write(dir.path(), "good.csv", small_csv());
-    let m = dir.path().join("m.safetensors");
+/// The small data set of [`small_csv`] and a model trained on it, in `dir`.
+fn small_model(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = write(dir, "good.csv", small_csv());
+    let model = dir.join("m.safetensors");
     succeeds(&[
         "train",
         "--data",
         s(&data),
         "--out",
-        s(&m),
+        s(&model),
         "--hidden",
         "8",
         "--epochs",
         "2",
         "--quiet",
     ]);
+    (data, model)
+}
+
+#[test]
+fn bad_models_and_mismatched_data_give_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, m) = small_model(dir.path());
 
     let bytes = std::fs::read(&m).unwrap();
     let truncated = write(
@@ -467,20 +473,7 @@ fn bad_models_and_mismatched_data_give_one_clear_error() {
 #[test]
 fn a_failed_run_never_touches_an_existing_model() {
     let dir = tempfile::tempdir().unwrap();
-    let data = write(dir.path(), "good.csv", small_csv());
-    let m = dir.path().join("m.safetensors");
-    succeeds(&[
-        "train",
-        "--data",
-        s(&data),
-        "--out",
-        s(&m),
-        "--hidden",
-        "8",
-        "--epochs",
-        "2",
-        "--quiet",
-    ]);
+    let (_, m) = small_model(dir.path());
     let before = std::fs::read(&m).unwrap();
 
     let bad = write(dir.path(), "bad.csv", "label,a,b\n0,1,2\n1,x,3\n");

@@ -230,13 +230,7 @@ unsafe fn loops(
                         }
                     });
                 };
-                let tasks = blocks_m * parts_n;
-                match par {
-                    Parallelism::Rayon(_) if tasks > 1 => {
-                        (0..tasks).into_par_iter().for_each(task);
-                    }
-                    _ => (0..tasks).for_each(task),
-                }
+                run_tasks(par, blocks_m * parts_n, task);
             });
             continue;
         }
@@ -273,15 +267,17 @@ unsafe fn loops(
                         }
                     });
                 };
-                let tasks = blocks_m * parts_n;
-                match par {
-                    Parallelism::Rayon(_) if tasks > 1 => {
-                        (0..tasks).into_par_iter().for_each(task);
-                    }
-                    _ => (0..tasks).for_each(task),
-                }
+                run_tasks(par, blocks_m * parts_n, task);
             });
         }
+    }
+}
+
+/// Runs `task(0..tasks)` on rayon when `par` allows and there is more than one.
+fn run_tasks(par: Parallelism, tasks: usize, task: impl Fn(usize) + Sync + Send) {
+    match par {
+        Parallelism::Rayon(_) if tasks > 1 => (0..tasks).into_par_iter().for_each(task),
+        _ => (0..tasks).for_each(task),
     }
 }
 
