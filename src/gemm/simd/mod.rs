@@ -180,39 +180,40 @@ unsafe fn loops(
         } else {
             1
         };
+        // Loop 4: the k dimension, in blocks of KC; only the first block applies β.
+        // When the panel's whole depth fits the packing buffer, all its blocks are
+        // packed at once and each task runs loop 4 itself, so that its block of C
+        // stays in cache across the k blocks instead of being re-read for each
+        // (tall products such as 4096 × 784 · 784 × 512). Otherwise one block is
+        // packed at a time. The blocks and their order are the same either way.
         let panel = slivers_n * NR;
-        if k * panel <= KC * NC {
-            // The whole depth of this B panel fits the packing buffer: pack it all,
-            // then let each task run loop 4 itself, so that its block of C stays
-            // in cache across the k blocks instead of being re-read for each
-            // (tall products such as 4096 × 784 · 784 × 512). The k blocks and
-            // their order are the same as below, so the bits are too.
-            with_buffer(&PACK_B, k * panel, |packed_b| {
-                for pc in (0..k).step_by(KC) {
+        let span = if k * panel <= KC * NC { k } else { KC };
+        for ps in (0..k).step_by(span) {
+            let depth = span.min(k - ps);
+            with_buffer(&PACK_B, depth * panel, |packed_b| {
+                for pc in (ps..ps + depth).step_by(KC) {
                     let kc = KC.min(k - pc);
+                    let at = (pc - ps) * panel;
                     // SAFETY: the B panel (kc × nc at (pc, jc)) lies inside b.
                     unsafe {
-                        pack::pack_b(
-                            b.offset(pc, jc),
-                            kc,
-                            nc,
-                            &mut packed_b[pc * panel..(pc + kc) * panel],
-                        );
-                    }
+                        pack::pack_b(b.offset(pc, jc), kc, nc, &mut packed_b[at..at + kc * panel])
+                    };
                 }
                 let packed_b: &[f32] = packed_b;
+                // Loops 3 and 2 as independent tasks over blocks of C.
                 let task = |t: usize| {
                     let ic = (t / parts_n) * mc;
                     let part = t % parts_n;
                     let mc = mc.min(m - ic);
                     let rows = mc.div_ceil(MR) * MR;
                     let jr = (part * slivers_n / parts_n)..((part + 1) * slivers_n / parts_n);
-                    with_buffer(&PACK_A, rows * KC.min(k), |packed_a| {
-                        for pc in (0..k).step_by(KC) {
+                    with_buffer(&PACK_A, rows * KC.min(depth), |packed_a| {
+                        for pc in (ps..ps + depth).step_by(KC) {
                             let kc = KC.min(k - pc);
                             let beta = if pc == 0 { beta } else { 1.0 };
                             let packed_a = &mut packed_a[..rows * kc];
-                            // SAFETY: as in the loop below.
+                            // SAFETY: the A block (mc × kc at (ic, pc)) lies inside a;
+                            // the C block (ic.., jc..) is written by this task only.
                             unsafe {
                                 pack::pack_a(a.offset(ic, pc), mc, kc, packed_a);
                                 macro_kernel(
@@ -222,48 +223,11 @@ unsafe fn loops(
                                     jr.clone(),
                                     alpha,
                                     packed_a,
-                                    &packed_b[pc * panel..],
+                                    &packed_b[(pc - ps) * panel..],
                                     beta,
                                     c.offset(ic, jc),
                                 );
                             }
-                        }
-                    });
-                };
-                run_tasks(par, blocks_m * parts_n, task);
-            });
-            continue;
-        }
-        // Loop 4: the k dimension, in blocks of KC; only the first block applies β.
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let beta = if pc == 0 { beta } else { 1.0 };
-            with_buffer(&PACK_B, kc * slivers_n * NR, |packed_b| {
-                // SAFETY: the B panel (kc × nc at (pc, jc)) lies inside b.
-                unsafe { pack::pack_b(b.offset(pc, jc), kc, nc, packed_b) };
-                let packed_b: &[f32] = packed_b;
-                // Loops 3 and 2 as independent tasks over blocks of C.
-                let task = |t: usize| {
-                    let ic = (t / parts_n) * mc;
-                    let part = t % parts_n;
-                    let mc = mc.min(m - ic);
-                    let jr = (part * slivers_n / parts_n)..((part + 1) * slivers_n / parts_n);
-                    with_buffer(&PACK_A, mc.div_ceil(MR) * MR * kc, |packed_a| {
-                        // SAFETY: the A block (mc × kc at (ic, pc)) lies inside a; the
-                        // C block (ic.., jc..) is written by this task only.
-                        unsafe {
-                            pack::pack_a(a.offset(ic, pc), mc, kc, packed_a);
-                            macro_kernel(
-                                mc,
-                                nc,
-                                kc,
-                                jr,
-                                alpha,
-                                packed_a,
-                                packed_b,
-                                beta,
-                                c.offset(ic, jc),
-                            );
                         }
                     });
                 };
