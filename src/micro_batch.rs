@@ -243,29 +243,31 @@ impl Network {
         let cache = &mut ws.caches[b];
         let seen = cache.stats_rows as f64;
         let r = rows as f64;
+        // Row by row (the buffer's order), one f64 accumulator per column.
+        let (mean, m2) = (&mut cache.chunk_mean[..width], &mut cache.chunk_m2[..width]);
+        mean.fill(0.0);
+        m2.fill(0.0);
+        for row in x.chunks_exact(width) {
+            for (s, &v) in mean.iter_mut().zip(row) {
+                *s += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|s| *s /= r);
+        for row in x.chunks_exact(width) {
+            for ((s, &mu), &v) in m2.iter_mut().zip(mean.iter()).zip(row) {
+                *s += (f64::from(v) - mu).powi(2);
+            }
+        }
         for j in 0..width {
-            let mean = x
-                .iter()
-                .skip(j)
-                .step_by(width)
-                .map(|&v| f64::from(v))
-                .sum::<f64>()
-                / r;
-            let m2: f64 = x
-                .iter()
-                .skip(j)
-                .step_by(width)
-                .map(|&v| (f64::from(v) - mean).powi(2))
-                .sum();
             if cache.stats_rows == 0 {
-                cache.stats_mean[j] = mean;
-                cache.stats_m2[j] = m2;
+                cache.stats_mean[j] = mean[j];
+                cache.stats_m2[j] = m2[j];
             } else {
                 // Chan, Golub and LeVeque's pairwise update.
-                let delta = mean - cache.stats_mean[j];
+                let delta = mean[j] - cache.stats_mean[j];
                 let total = seen + r;
                 cache.stats_mean[j] += delta * r / total;
-                cache.stats_m2[j] += m2 + delta * delta * seen * r / total;
+                cache.stats_m2[j] += m2[j] + delta * delta * seen * r / total;
             }
         }
         cache.stats_rows += rows;

@@ -97,6 +97,10 @@ pub(crate) struct LayerCache {
     pub stats_mean: Vec<f64>,
     /// See `stats_rows`.
     pub stats_m2: Vec<f64>,
+    /// Scratch: the current chunk's mean and `Σ (x − mean)²`.
+    pub chunk_mean: Vec<f64>,
+    /// See `chunk_mean`.
+    pub chunk_m2: Vec<f64>,
 }
 
 impl LayerCache {
@@ -115,7 +119,12 @@ impl LayerCache {
             ] {
                 resize(v, b.width);
             }
-            for v in [&mut self.stats_mean, &mut self.stats_m2] {
+            for v in [
+                &mut self.stats_mean,
+                &mut self.stats_m2,
+                &mut self.chunk_mean,
+                &mut self.chunk_m2,
+            ] {
                 if v.len() < b.width {
                     v.resize(b.width, 0.0);
                 }
