@@ -121,9 +121,13 @@ impl Network {
         )?;
         let x = x.as_standard_layout();
         let x = x.as_slice().expect("standard layout");
-        let idx: Vec<usize> = (0..targets.len()).collect();
-        rayon::scope(|_| {
-            let (loss, _) = self.logical_batch_step(x, &targets, &idx, micro_batch, mode);
+        // The rows in order, from a buffer kept in the workspace (no allocation
+        // once the batch size has been seen).
+        let n = targets.len();
+        let mut idx = std::mem::take(&mut self.ws.row_order);
+        idx.extend(idx.len()..n);
+        let result = rayon::scope(|_| {
+            let (loss, _) = self.logical_batch_step(x, &targets, &idx[..n], micro_batch, mode);
             if !loss.is_finite() {
                 self.ws.grads_ready = false;
                 return Err(Error::Diverged {
@@ -134,7 +138,9 @@ impl Network {
             }
             self.step()?;
             Ok(loss as f32)
-        })
+        });
+        self.ws.row_order = idx;
+        result
     }
 
     /// Forward, loss and backward over rows `idx` of `x` (row-major, `inputs`

@@ -82,6 +82,8 @@ pub(crate) struct Workspace {
     pub(crate) grad_b: Vec<f32>,
     pub(crate) row_loss: Vec<f32>,
     pub(crate) targets: TargetBuffer,
+    /// `0, 1, 2, …`: row indices for a step over a whole batch in order.
+    pub(crate) row_order: Vec<usize>,
     /// Rows in the last forward pass, if it has not been consumed by a backward pass.
     pub(crate) forward_rows: Option<usize>,
     /// Whether `grads` hold gradients not yet applied by `step`.
