@@ -184,7 +184,7 @@ fn parse(field: &[u8]) -> Option<f32> {
 }
 
 /// The label columns' positions.
-fn resolve(
+pub(crate) fn resolve(
     path: &Path,
     label: &[Column],
     header: Option<&[String]>,

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Axis};
 
+use super::Column;
 use crate::error::{Error, Result};
 
 /// Features and targets read from a file, one sample per row.
@@ -72,6 +73,42 @@ impl Dataset {
                 ..Origin::default()
             },
         })
+    }
+
+    /// Turns the feature columns `label` (by file position, or by header name) into
+    /// the targets, for a text file read with no label columns.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the data already have targets or are not from a
+    /// text file; [`Error::Parse`] for a column that does not exist.
+    pub fn split_targets(&mut self, label: &[Column]) -> Result<()> {
+        let o = &self.origin;
+        if self.targets.ncols() != 0 || o.lines.is_none() {
+            return Err(Error::Config(format!(
+                "{}: label columns can only be split off a text file read without them",
+                o.path.display()
+            )));
+        }
+        let names = (!o.feature_names.is_empty()).then_some(o.feature_names.as_slice());
+        let targets = super::csv::resolve(&o.path, label, names, self.features.ncols())?;
+        let features: Vec<usize> = (0..self.features.ncols())
+            .filter(|c| !targets.contains(c))
+            .collect();
+        let column_of =
+            |positions: &[usize]| positions.iter().map(|&c| o.feature_columns[c]).collect();
+        let origin = Origin {
+            target_columns: column_of(&targets),
+            feature_columns: column_of(&features),
+            feature_names: features
+                .iter()
+                .filter_map(|&c| o.feature_names.get(c).cloned())
+                .collect(),
+            ..o.clone()
+        };
+        self.targets = self.features.select(Axis(1), &targets);
+        self.features = self.features.select(Axis(1), &features);
+        self.origin = origin;
+        Ok(())
     }
 
     /// Number of samples.

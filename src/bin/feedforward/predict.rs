@@ -37,12 +37,12 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let net = &m.network;
     let path = &args.data.data;
     // Features only; a CSV with exactly the label columns more than the model's
-    // inputs is read again without them.
+    // inputs has them split off.
     let mut data = io::read_dataset(path, &args.data.options(Vec::new())?)?;
     if Format::detect(path)? == Format::Csv {
         let labels = args.data.label_columns();
         if data.features.ncols() == net.inputs() + labels.len() {
-            data = io::read_dataset(path, &args.data.options(labels)?)?;
+            data.split_targets(&labels)?;
         }
     }
     args.data.drop_non_finite(&mut data);
