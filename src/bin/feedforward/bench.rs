@@ -151,15 +151,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads back the fields of a child's JSON line (flat, numbers only).
+/// Reads back the fields of a child's JSON line.
 fn parse_result(workload: Workload, line: &str) -> Option<BenchResult> {
-    let field = |name: &str| -> Option<f64> {
-        let key = format!("\"{name}\":");
-        let start = line.find(&key)? + key.len();
-        let rest = &line[start..];
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        rest[..end].trim().parse().ok()
-    };
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let field = |name: &str| v.get(name)?.as_f64();
     Some(BenchResult {
         workload,
         threads: field("threads")? as usize,
