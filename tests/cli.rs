@@ -47,6 +47,13 @@ fn fails_with(args: &[&str], expected: &[&str]) {
     }
 }
 
+/// One JSON value per line of `text` (`train --json` output).
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, content).expect("write test file");
@@ -91,10 +98,7 @@ fn a_complete_session_trains_evaluates_and_predicts() {
         "0.2",
         "--json",
     ]);
-    let epochs: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let epochs = json_lines(&out);
     assert_eq!(epochs.len(), 40);
     assert!(
         epochs[39]["val_accuracy"].as_f64().unwrap() > 0.85,
@@ -582,10 +586,7 @@ fn early_stopping_and_a_validation_file() {
         "1",
         "--json",
     ]);
-    let epochs: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let epochs = json_lines(&out);
     assert!(
         epochs.len() < 200,
         "did not stop early ({} epochs)",
