@@ -10,7 +10,7 @@
 //! Batch normalisation couples the rows of a batch through its mean and variance,
 //! so chunking changes it unless handled; [`BatchNormMode`] chooses how.
 
-use crate::layers::Layer;
+use crate::layers::{Layer, resize};
 use crate::network::Network;
 use crate::targets::Targets;
 use crate::{Error, Result, kernels};
@@ -161,6 +161,7 @@ impl Network {
         let k = self.outputs();
         let largest = m.div_ceil(m.div_ceil(micro.max(1)).max(1));
         self.reserve(largest);
+        resize(&mut self.ws.input, largest * n_in);
         let inv_m = 1.0 / m as f32;
         let has_bn = self
             .layers()
@@ -179,7 +180,7 @@ impl Network {
                 for chunk in balanced_chunks(idx, micro) {
                     let r = chunk.len();
                     kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
-                    self.forward_layers(r, b, true);
+                    self.forward_layers(None, r, b, true);
                     self.merge_chunk_statistics(b, r);
                 }
                 let cache = &mut self.ws.caches[b];
@@ -206,9 +207,9 @@ impl Network {
                     let r = chunk.len();
                     kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
                     self.ws.targets.gather(targets, Some(chunk));
-                    self.forward_layers(r, n_layers, true);
+                    self.forward_layers(None, r, n_layers, true);
                     self.loss_workspace(r, inv_m);
-                    self.backward_layers(r, false, b, Some(m));
+                    self.backward_layers(None, r, false, b, Some(m));
                     let c = &mut self.ws.caches[b];
                     for j in 0..c.sum_dy.len() {
                         c.total_sum_dy[j] += c.sum_dy[j];
@@ -224,13 +225,13 @@ impl Network {
             let r = chunk.len();
             kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
             self.ws.targets.gather(targets, Some(chunk));
-            self.forward_layers(r, n_layers, exact);
+            self.forward_layers(None, r, n_layers, exact);
             loss += self.loss_workspace(r, inv_m);
             let out = &self.ws.outputs[n_layers - 1][..r * k];
             if let Some((h, j)) = self.loss().correct(out, self.ws.targets.rows(), k) {
                 (right, judged, classified) = (right + h, judged + j, true);
             }
-            self.backward_layers(r, i > 0, 0, exact.then_some(m));
+            self.backward_layers(None, r, i > 0, 0, exact.then_some(m));
         }
         (loss, classified.then_some((right, judged)))
     }

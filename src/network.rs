@@ -18,10 +18,21 @@ use crate::kernels;
 use crate::layers::{BatchNorm, Dense, Layer, LayerCache, resize};
 use crate::loss::{Loss, argmax};
 use crate::optim::{self, Optimizer, OptimizerState};
-use crate::targets::{TargetBuffer, Targets};
+use crate::targets::{TargetBuffer, TargetRows, Targets};
 
 /// Rows per pass in inference, so that predicting on a large set keeps memory flat.
 const INFERENCE_ROWS: usize = 4096;
+
+/// Floats of scratch for one block of an input gradient (8 MiB): large enough
+/// that each block is an efficient product (512 rows of a 4096-wide layer), small
+/// beside the activations it saves a copy of.
+const DX_BLOCK_FLOATS: usize = 1 << 21;
+
+/// Rows per block of an input gradient `n_in` wide in a pass over `rows` rows,
+/// with `floats` of scratch.
+fn dx_block_rows(floats: usize, rows: usize, n_in: usize) -> usize {
+    (floats / n_in.max(1)).clamp(1, rows.max(1))
+}
 
 /// A multi-layer perceptron with its loss, optimizer and training buffers.
 ///
@@ -78,8 +89,11 @@ pub(crate) struct Workspace {
     pub(crate) caches: Vec<LayerCache>,
     /// `dZ` of the output layer (`rows × outputs`).
     pub(crate) grad_a: Vec<f32>,
-    /// The input gradient of the layer being processed (`rows × widest input`).
-    pub(crate) grad_b: Vec<f32>,
+    /// One block of rows of the input gradient being computed (see
+    /// [`dx_block_rows`]): it goes straight into the layer below's `dZ`.
+    pub(crate) dx_block: Vec<f32>,
+    /// Floats of `dx_block` (`None`: [`DX_BLOCK_FLOATS`]; tests set small blocks).
+    pub(crate) dx_block_floats: Option<usize>,
     pub(crate) row_loss: Vec<f32>,
     pub(crate) targets: TargetBuffer,
     /// `0, 1, 2, …`: row indices for a step over a whole batch in order.
@@ -482,17 +496,18 @@ impl Network {
             return;
         }
         self.ws.capacity = rows;
-        // Input gradients are needed for every layer but the first.
-        let widest_input = self
+        // Input gradients are needed for every layer but the first, a block of
+        // rows at a time.
+        let block_floats = self.ws.dx_block_floats.unwrap_or(DX_BLOCK_FLOATS);
+        let dx_block = self
             .layers
             .iter()
             .skip(1)
-            .map(Layer::inputs)
+            .map(|l| dx_block_rows(block_floats, rows, l.inputs()) * l.inputs())
             .max()
             .unwrap_or(0);
         let keeps_logits = self.keeps_logits();
         let ws = &mut self.ws;
-        resize(&mut ws.input, rows * self.inputs);
         ws.outputs.resize_with(self.layers.len(), Vec::new);
         ws.caches
             .resize_with(self.layers.len(), LayerCache::default);
@@ -504,7 +519,7 @@ impl Network {
             resize(&mut ws.logits, rows * k);
         }
         resize(&mut ws.grad_a, rows * k);
-        resize(&mut ws.grad_b, rows * widest_input);
+        resize(&mut ws.dx_block, dx_block);
         resize(&mut ws.row_loss, rows);
         self.opt_state.reserve(&self.optimizer, self.params.len());
         #[cfg(not(feature = "blas"))]
@@ -518,22 +533,36 @@ impl Network {
             .is_some_and(|l| l.activation() != Activation::Identity)
     }
 
-    /// Training-mode forward pass over the `rows` rows already in the workspace input.
-    pub(crate) fn forward_workspace(&mut self, rows: usize) {
-        self.forward_layers(rows, self.layers.len(), false);
+    /// Copies `x` into the workspace input (sized on first use).
+    pub(crate) fn copy_input(&mut self, x: &ArrayView2<'_, f32>) {
+        let len = x.nrows() * self.inputs;
+        resize(&mut self.ws.input, len);
+        let dst = &mut self.ws.input[..len];
+        match x.as_slice() {
+            Some(s) => dst.copy_from_slice(s),
+            None => dst.iter_mut().zip(x.iter()).for_each(|(d, s)| *d = *s),
+        }
     }
 
-    /// Training-mode forward pass through layers `0..upto`. With `fixed_stats`,
-    /// batch norm uses the whole-batch statistics already in its cache.
-    pub(crate) fn forward_layers(&mut self, rows: usize, upto: usize, fixed_stats: bool) {
+    /// Training-mode forward pass through layers `0..upto` over `rows` rows of
+    /// `input` (`None`: the workspace input). With `fixed_stats`, batch norm uses
+    /// the whole-batch statistics already in its cache.
+    pub(crate) fn forward_layers(
+        &mut self,
+        input: Option<&[f32]>,
+        rows: usize,
+        upto: usize,
+        fixed_stats: bool,
+    ) {
         let keep_logits = self.keeps_logits();
         let n_layers = self.layers.len();
         let Network {
             layers, params, ws, ..
         } = self;
+        let input = input.unwrap_or(&ws.input);
         for (l, layer) in layers.iter_mut().enumerate().take(upto) {
             let (before, after) = ws.outputs.split_at_mut(l);
-            let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
+            let x: &[f32] = if l == 0 { input } else { &before[l - 1] };
             let out = &mut after[0];
             let last = l + 1 == n_layers;
             let activate = !(last && keep_logits);
@@ -561,6 +590,12 @@ impl Network {
     /// The loss of the last forward pass against the targets in the workspace, and
     /// `dZ` of the output layer (scaled by `inv_m`) into `grad_a`.
     pub(crate) fn loss_workspace(&mut self, rows: usize, inv_m: f32) -> f64 {
+        self.loss_of(None, rows, inv_m)
+    }
+
+    /// [`Network::loss_workspace`] against `targets` (`None`: those gathered in
+    /// the workspace).
+    fn loss_of(&mut self, targets: Option<TargetRows<'_>>, rows: usize, inv_m: f32) -> f64 {
         let last = self.layers.last().expect("at least one layer");
         let (act, k) = (last.activation(), last.outputs());
         let ws = &mut self.ws;
@@ -578,7 +613,7 @@ impl Network {
             act,
             z,
             a,
-            ws.targets.rows(),
+            targets.unwrap_or_else(|| ws.targets.rows()),
             k,
             inv_m,
             &mut ws.grad_a[..rows * k],
@@ -586,18 +621,15 @@ impl Network {
         )
     }
 
-    /// Backward pass from `dZ` of the output layer in `grad_a`; with `accumulate`,
-    /// gradients are added to the existing ones.
-    pub(crate) fn backward_workspace(&mut self, rows: usize, accumulate: bool) {
-        self.backward_layers(rows, accumulate, 0, None);
-    }
-
-    /// Backward pass down to layer `stop_at` (whose input gradient is not
-    /// computed). With `whole_batch = Some(m)`, batch norm's input gradient uses
-    /// the sums over a whole batch of `m` rows kept in its cache (exact
-    /// micro-batching).
+    /// Backward pass from `dZ` of the output layer in `grad_a` down to layer
+    /// `stop_at` (whose input gradient is not computed); `input` is the forward
+    /// pass's (`None`: the workspace input). With `accumulate`, gradients are added
+    /// to the existing ones. With `whole_batch = Some(m)`, batch norm's input
+    /// gradient uses the sums over a whole batch of `m` rows kept in its cache
+    /// (exact micro-batching).
     pub(crate) fn backward_layers(
         &mut self,
+        input: Option<&[f32]>,
         rows: usize,
         accumulate: bool,
         stop_at: usize,
@@ -611,50 +643,42 @@ impl Network {
             ws,
             ..
         } = self;
-        // dZ of the output layer is in `grad_a`. Below it, each layer's input
-        // gradient goes to `grad_b`, and the next layer down turns it into its dZ
-        // over its own outputs, which the backward pass no longer needs: one
-        // gradient buffer of the widest input instead of two.
+        // dZ of the output layer is in `grad_a`. Below it, each layer's dZ
+        // overwrites its own outputs: once the layer above has its weight
+        // gradient, those outputs are needed only for the activation's derivative,
+        // which reads each element just before it is replaced. So the input
+        // gradient is made a block of rows at a time, and each block turned into
+        // dZ of the layer below at once: scratch for one block, not a batch.
+        let input = input.unwrap_or(&ws.input);
         for l in (stop_at..n_layers).rev() {
             let layer = &layers[l];
             let (n_in, n_out) = (layer.inputs(), layer.outputs());
-            if l + 1 != n_layers {
-                layer.activation().backward_over_outputs(
-                    &mut ws.outputs[l][..rows * n_out],
-                    &ws.grad_b[..rows * n_out],
-                    n_out,
-                );
-            }
+            let (below, here) = ws.outputs.split_at_mut(l);
             let dz: &[f32] = if l + 1 == n_layers {
                 &ws.grad_a[..rows * n_out]
             } else {
-                &ws.outputs[l][..rows * n_out]
-            };
-            // The lowest layer's input gradient is never needed.
-            let dx = if l > stop_at {
-                Some(&mut ws.grad_b[..rows * n_in])
-            } else {
-                None
+                &here[0][..rows * n_out]
             };
             match layer {
                 Layer::Dense(d) => {
-                    let x: &[f32] = if l == 0 {
-                        &ws.input
-                    } else {
-                        &ws.outputs[l - 1]
-                    };
-                    d.backward(params, x, dz, rows, grads, dx, accumulate);
+                    let x: &[f32] = if l == 0 { input } else { &below[l - 1] };
+                    d.backward(x, dz, rows, grads, accumulate);
                 }
-                Layer::BatchNorm(b) => b.backward(
-                    params,
-                    dz,
-                    rows,
-                    grads,
-                    dx,
-                    &mut ws.caches[l],
-                    accumulate,
-                    whole_batch,
-                ),
+                Layer::BatchNorm(b) => b.backward(dz, rows, grads, &mut ws.caches[l], accumulate),
+            }
+            // The lowest layer's input gradient is never needed.
+            if l == stop_at {
+                continue;
+            }
+            let below_activation = layers[l - 1].activation();
+            let a = &mut below[l - 1];
+            let floats = ws.dx_block_floats.unwrap_or(DX_BLOCK_FLOATS);
+            let block = dx_block_rows(floats, rows, n_in);
+            for start in (0..rows).step_by(block) {
+                let end = (start + block).min(rows);
+                let dx = &mut ws.dx_block[..(end - start) * n_in];
+                layer.input_gradient(params, dz, &ws.caches[l], rows, start..end, dx, whole_batch);
+                below_activation.backward_over_outputs(&mut a[start * n_in..end * n_in], dx, n_in);
             }
         }
         ws.forward_rows = None;
@@ -670,12 +694,8 @@ impl Network {
         self.check_features(&x, "forward: features")?;
         let rows = x.nrows();
         self.reserve(rows);
-        let dst = &mut self.ws.input[..rows * self.inputs];
-        match x.as_slice() {
-            Some(s) => dst.copy_from_slice(s),
-            None => dst.iter_mut().zip(x.iter()).for_each(|(d, s)| *d = *s),
-        }
-        self.forward_workspace(rows);
+        self.copy_input(&x);
+        self.forward_layers(None, rows, self.layers.len(), false);
         let k = self.outputs();
         let out = &self.ws.outputs[self.layers.len() - 1][..rows * k];
         Ok(ArrayView2::from_shape((rows, k), out).expect("sized by the workspace"))
@@ -695,7 +715,7 @@ impl Network {
         targets.validate(self.loss, self.outputs(), rows, "backward: targets")?;
         self.ws.targets.gather(&targets, None);
         let loss = self.loss_workspace(rows, 1.0 / rows as f32);
-        self.backward_workspace(rows, false);
+        self.backward_layers(None, rows, false, 0, None);
         Ok(loss as f32)
     }
 
@@ -737,8 +757,27 @@ impl Network {
     }
 
     fn train_step_in_pool(&mut self, x: ArrayView2<'_, f32>, targets: Targets<'_>) -> Result<f32> {
-        self.forward(x)?;
-        let loss = self.backward(targets)?;
+        self.check_features(&x, "forward: features")?;
+        let rows = x.nrows();
+        targets.validate(self.loss, self.outputs(), rows, "backward: targets")?;
+        self.reserve(rows);
+        // A contiguous batch is read where it is, not copied: one batch of
+        // inputs in memory, not two.
+        let input = match x.as_slice() {
+            Some(s) => Some(s),
+            None => {
+                self.copy_input(&x);
+                None
+            }
+        };
+        self.forward_layers(input, rows, self.layers.len(), false);
+        // Targets too are read in place when they can be.
+        let in_place = TargetRows::in_place(&targets);
+        if in_place.is_none() {
+            self.ws.targets.gather(&targets, None);
+        }
+        let loss = self.loss_of(in_place, rows, 1.0 / rows as f32) as f32;
+        self.backward_layers(input, rows, false, 0, None);
         if !loss.is_finite() {
             self.ws.grads_ready = false;
             return Err(Error::Diverged {
@@ -889,5 +928,47 @@ impl fmt::Display for Network {
             self.optimizer.name(),
             self.parameter_count()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// Input gradients made a few rows at a time (uneven last block, batch norm
+    /// and three activations below them) give the gradients of one whole block.
+    #[test]
+    fn blocked_input_gradients_match_whole_batch() {
+        let mut whole = Network::builder(7)
+            .dense(33, Activation::Relu)
+            .batch_norm(Activation::Tanh)
+            .dense(17, Activation::Sigmoid)
+            .dense(5, Activation::Softmax)
+            .loss(Loss::CategoricalCrossEntropy)
+            .seed(3)
+            .build()
+            .unwrap();
+        let mut blocked = whole.clone();
+        blocked.ws.dx_block_floats = Some(33 * 3);
+        let x = Array2::from_shape_fn((50, 7), |(i, j)| ((i * 13 + j * 7) % 17) as f32 / 8.0 - 1.0);
+        let labels: Vec<usize> = (0..50).map(|i| (i * 7) % 5).collect();
+        for net in [&mut whole, &mut blocked] {
+            net.forward(x.view()).unwrap();
+            net.backward(Targets::classes(&labels)).unwrap();
+        }
+        assert_eq!(dx_block_rows(33 * 3, 50, 33), 3);
+        assert!(blocked.ws.dx_block.len() < 50 * 33);
+        for (i, (a, b)) in whole
+            .gradients()
+            .iter()
+            .zip(blocked.gradients())
+            .enumerate()
+        {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + a.abs()),
+                "gradient {i}: whole {a}, blocked {b}"
+            );
+        }
     }
 }

@@ -145,7 +145,15 @@ pub(crate) enum TargetRows<'a> {
     Values(&'a [f32]),
 }
 
-impl TargetRows<'_> {
+impl<'a> TargetRows<'a> {
+    /// `targets` read in place, when they are laid out as the loss kernels read them.
+    pub(crate) fn in_place(targets: &Targets<'a>) -> Option<Self> {
+        match targets {
+            Targets::Classes(c) => c.to_slice().map(TargetRows::Classes),
+            Targets::Values(v) => v.to_slice().map(TargetRows::Values),
+        }
+    }
+
     /// The rows `[first, first + n)`.
     pub(crate) fn rows(&self, first: usize, n: usize, width: usize) -> Self {
         match *self {

@@ -173,29 +173,26 @@ fn simd_is_bit_identical_across_thread_counts() {
     ] {
         let a = uniform(m, k, 11);
         let b = uniform(k, n, 12);
-        let run = |threads: usize| {
-            with_threads(threads, || {
-                let mut c = Array2::zeros((m, n));
-                simd::gemm_with(
-                    1.0,
-                    a.view(),
-                    b.view(),
-                    0.0,
-                    c.view_mut(),
-                    Parallelism::auto(),
-                )
-                .unwrap();
-                c
-            })
-        };
-        let one = run(1);
-        let two = run(2);
-        assert!(
-            one.iter()
-                .zip(two.iter())
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{m}x{n}x{k}: 1 and 2 threads differ"
-        );
+        // B as stored and B transposed (as in dZ·Wᵀ), whose panels pack differently.
+        let bt = uniform(n, k, 13);
+        for b in [b.view(), bt.t()] {
+            let run = |threads: usize| {
+                with_threads(threads, || {
+                    let mut c = Array2::zeros((m, n));
+                    simd::gemm_with(1.0, a.view(), b, 0.0, c.view_mut(), Parallelism::auto())
+                        .unwrap();
+                    c
+                })
+            };
+            let one = run(1);
+            let two = run(2);
+            assert!(
+                one.iter()
+                    .zip(two.iter())
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{m}x{n}x{k}: 1 and 2 threads differ"
+            );
+        }
     }
 }
 

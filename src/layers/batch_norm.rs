@@ -171,22 +171,16 @@ impl BatchNorm {
         });
     }
 
-    /// Gradients from `dy` (`rows × width`, already through the activation):
-    /// `dγ (+)= Σ dy ⊙ x̂`, `dβ (+)= Σ dy`, and `dx` (the full formula) when asked.
-    /// With `whole_batch = Some(m)` (exact micro-batching), `dx` uses the sums over
-    /// the whole batch of `m` rows kept in `cache.total_sum_dy*` instead of this
-    /// chunk's own.
-    #[allow(clippy::too_many_arguments)]
+    /// Parameter gradients from `dy` (`rows × width`, already through the
+    /// activation): `dγ (+)= Σ dy ⊙ x̂`, `dβ (+)= Σ dy`; the column sums stay in
+    /// `cache` for [`BatchNorm::input_gradient`].
     pub(crate) fn backward(
         &self,
-        params: &[f32],
         dy: &[f32],
         rows: usize,
         grads: &mut [f32],
-        dx: Option<&mut [f32]>,
         cache: &mut LayerCache,
         accumulate: bool,
-        whole_batch: Option<usize>,
     ) {
         let n = self.width;
         let dy = &dy[..rows * n];
@@ -204,27 +198,47 @@ impl BatchNorm {
                 dbeta[j] = sum_dy[j];
             }
         }
-        if let Some(dx) = dx {
-            let (gamma, _) = self.split(params);
-            let inv_m = 1.0 / whole_batch.unwrap_or(rows) as f32;
-            let inv_std = &cache.inv_std[..n];
-            let (sum_dy, sum_dy_xhat): (&[f32], &[f32]) = match whole_batch {
-                Some(_) => (&cache.total_sum_dy[..n], &cache.total_sum_dy_xhat[..n]),
-                None => (sum_dy, sum_dy_xhat),
-            };
-            let dx = &mut dx[..rows * n];
-            kernels::for_rows_zip3(dy, n, x_hat, n, dx, n, |_, dy, xh, dx| {
-                for ((dyr, hr), dxr) in dy
-                    .chunks_exact(n)
-                    .zip(xh.chunks_exact(n))
-                    .zip(dx.chunks_exact_mut(n))
-                {
-                    for j in 0..n {
-                        let centred = dyr[j] - sum_dy[j] * inv_m - hr[j] * sum_dy_xhat[j] * inv_m;
-                        dxr[j] = gamma[j] * inv_std[j] * centred;
-                    }
+    }
+
+    /// `dx = γ/σ · (dy − Σdy/m − x̂·Σ(dy ⊙ x̂)/m)` for the block of rows
+    /// `range` of a backward pass over `rows` rows, into `dx` (`range.len() × width`).
+    ///
+    /// The sums are those [`BatchNorm::backward`] left in `cache`, over `m = rows`;
+    /// with `whole_batch = Some(m)` (exact micro-batching) they are the sums over the
+    /// whole batch of `m` rows kept in `cache.total_sum_dy*`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn input_gradient(
+        &self,
+        params: &[f32],
+        dy: &[f32],
+        cache: &LayerCache,
+        rows: usize,
+        range: std::ops::Range<usize>,
+        dx: &mut [f32],
+        whole_batch: Option<usize>,
+    ) {
+        let n = self.width;
+        let (gamma, _) = self.split(params);
+        let inv_m = 1.0 / whole_batch.unwrap_or(rows) as f32;
+        let inv_std = &cache.inv_std[..n];
+        let (sum_dy, sum_dy_xhat): (&[f32], &[f32]) = match whole_batch {
+            Some(_) => (&cache.total_sum_dy[..n], &cache.total_sum_dy_xhat[..n]),
+            None => (&cache.sum_dy[..n], &cache.sum_dy_xhat[..n]),
+        };
+        let block = range.start * n..range.end * n;
+        let (dy, x_hat) = (&dy[block.clone()], &cache.x_hat[block]);
+        let dx = &mut dx[..range.len() * n];
+        kernels::for_rows_zip3(dy, n, x_hat, n, dx, n, |_, dy, xh, dx| {
+            for ((dyr, hr), dxr) in dy
+                .chunks_exact(n)
+                .zip(xh.chunks_exact(n))
+                .zip(dx.chunks_exact_mut(n))
+            {
+                for j in 0..n {
+                    let centred = dyr[j] - sum_dy[j] * inv_m - hr[j] * sum_dy_xhat[j] * inv_m;
+                    dxr[j] = gamma[j] * inv_std[j] * centred;
                 }
-            });
-        }
+            }
+        });
     }
 }

@@ -77,25 +77,21 @@ impl Dense {
         act.bias_forward_in_place(z.as_slice_mut().expect("contiguous"), b);
     }
 
-    /// Gradients from `dz` (`rows × n_out`, already through the activation):
-    /// `dW (+)= xᵀ·dz`, `db (+)= Σ dz`, and `dx = dz·Wᵀ` when `dx` is given.
-    /// With `accumulate`, gradients are added to what `grads` holds.
-    #[allow(clippy::too_many_arguments)]
+    /// Parameter gradients from `dz` (`rows × n_out`, already through the
+    /// activation): `dW (+)= xᵀ·dz`, `db (+)= Σ dz`. With `accumulate`, they are
+    /// added to what `grads` holds.
     pub(crate) fn backward(
         &self,
-        params: &[f32],
         x: &[f32],
         dz: &[f32],
         rows: usize,
         grads: &mut [f32],
-        dx: Option<&mut [f32]>,
         accumulate: bool,
     ) {
         let (dw, db) = self.split_mut(grads);
         let beta = if accumulate { 1.0 } else { 0.0 };
         let xv = view(x, rows, self.inputs);
         let dzv = view(dz, rows, self.outputs);
-        let shapes = "dense backward: shapes are fixed by construction";
         gemm::gemm(
             1.0,
             xv.t(),
@@ -103,13 +99,23 @@ impl Dense {
             beta,
             view_mut(dw, self.inputs, self.outputs),
         )
-        .expect(shapes);
+        .expect("dense backward: shapes are fixed by construction");
         reduce::column_sums(dz, db, accumulate);
-        if let Some(dx) = dx {
-            let (w, _) = self.split(params);
-            let w = view(w, self.inputs, self.outputs);
-            gemm::gemm(1.0, dzv, w.t(), 0.0, view_mut(dx, rows, self.inputs)).expect(shapes);
-        }
+    }
+
+    /// `dx = dz·Wᵀ` for a block of `rows` rows: `dz` is `rows × n_out`, `dx`
+    /// `rows × n_in`.
+    pub(crate) fn input_gradient(&self, params: &[f32], dz: &[f32], rows: usize, dx: &mut [f32]) {
+        let (w, _) = self.split(params);
+        let w = view(w, self.inputs, self.outputs);
+        gemm::gemm(
+            1.0,
+            view(dz, rows, self.outputs),
+            w.t(),
+            0.0,
+            view_mut(dx, rows, self.inputs),
+        )
+        .expect("dense input gradient: shapes are fixed by construction");
     }
 }
 

@@ -62,6 +62,34 @@ impl Layer {
         }
     }
 
+    /// The input gradient `dX` for the rows `range` of a backward pass over `rows`
+    /// rows, from this layer's `dz` (`rows × outputs`, through the activation) and
+    /// what [`Layer`]'s backward left in `cache`; into `dx` (`range.len() × inputs`).
+    ///
+    /// Blocks of rows let the network turn `dX` straight into the layer below's
+    /// `dZ` over that layer's outputs, with scratch for one block only.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn input_gradient(
+        &self,
+        params: &[f32],
+        dz: &[f32],
+        cache: &LayerCache,
+        rows: usize,
+        range: std::ops::Range<usize>,
+        dx: &mut [f32],
+        whole_batch: Option<usize>,
+    ) {
+        match self {
+            Layer::Dense(d) => {
+                let block = &dz[range.start * d.outputs..range.end * d.outputs];
+                d.input_gradient(params, block, range.len(), dx);
+            }
+            Layer::BatchNorm(b) => {
+                b.input_gradient(params, dz, cache, rows, range, dx, whole_batch);
+            }
+        }
+    }
+
     /// Multiply-adds per sample in the forward pass (dense layers only).
     pub(crate) fn macs(&self) -> usize {
         match self {

@@ -42,6 +42,9 @@ pub const NC: usize = NR * 128;
 /// waking a second thread costs more than it saves.
 pub const PARALLEL_THRESHOLD: usize = 1 << 19;
 
+/// Floats in a B panel from which it is packed in parallel.
+const PARALLEL_PACK: usize = 1 << 16;
+
 thread_local! {
     static PACK_A: RefCell<Vec<V>> = const { RefCell::new(Vec::new()) };
     static PACK_B: RefCell<Vec<V>> = const { RefCell::new(Vec::new()) };
@@ -162,12 +165,11 @@ unsafe fn loops(
     par: Parallelism,
 ) {
     let threads = par.threads();
-    // Loop 3's block height: MC, or less so that every thread gets a block.
-    let mc = if m < MC * threads {
-        m.div_ceil(threads).div_ceil(MR) * MR
-    } else {
-        MC
-    };
+    // Loop 3's block height: at most MC, and as many blocks as make every thread's
+    // share equal (3 blocks of MC on 2 threads would leave one idle a third of
+    // the time; 4 smaller ones do not).
+    let per_thread = m.div_ceil(MC * threads);
+    let mc = m.div_ceil(threads * per_thread).div_ceil(MR) * MR;
     let blocks_m = m.div_ceil(mc);
 
     // Loop 5: column panels of B and C.
@@ -187,6 +189,9 @@ unsafe fn loops(
         // (tall products such as 4096 × 784 · 784 × 512). Otherwise one block is
         // packed at a time. The blocks and their order are the same either way.
         let panel = slivers_n * NR;
+        // A large panel is packed by all threads (it would otherwise be a serial
+        // stretch before every k block).
+        let parallel_pack = threads > 1 && slivers_n > 1 && KC.min(k) * panel >= PARALLEL_PACK;
         let span = if k * panel <= KC * NC { k } else { KC };
         for ps in (0..k).step_by(span) {
             let depth = span.min(k - ps);
@@ -196,7 +201,13 @@ unsafe fn loops(
                     let at = (pc - ps) * panel;
                     // SAFETY: the B panel (kc × nc at (pc, jc)) lies inside b.
                     unsafe {
-                        pack::pack_b(b.offset(pc, jc), kc, nc, &mut packed_b[at..at + kc * panel])
+                        pack::pack_b(
+                            b.offset(pc, jc),
+                            kc,
+                            nc,
+                            &mut packed_b[at..at + kc * panel],
+                            parallel_pack,
+                        )
                     };
                 }
                 let packed_b: &[f32] = packed_b;
