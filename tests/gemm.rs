@@ -207,8 +207,12 @@ fn few_rows_path_matches_reference() {
             (129, 255),
             (300, 600),
             (1000, 7),
+            (700, 800),
         ] {
             check(entry, m, n, k, 1.0, 0.0);
+            // Large enough to be split over threads (a BLAS build sends these to
+            // the crate's own few-rows kernel).
+            with_threads(2, || check(entry, m, n, k, 1.0, 0.5));
             check(simd_serial, m, n, k, -0.5, 0.75);
             with_threads(2, || check(simd_parallel, m, n, k, 2.0, 1.0));
         }

@@ -5,7 +5,9 @@
 //!
 //! - Default build: [`simd`], the crate's own packed, cache-blocked kernel
 //!   (BLIS loop nest, `wide` micro-kernel, rayon over output blocks).
-//! - Feature `blas` / `openblas`: `blas.rs`, which hands the product to `cblas_sgemm`.
+//! - Feature `blas` / `openblas`: `blas.rs`, which hands the product to `cblas_sgemm`
+//!   (except products of at most four rows large enough to split over threads,
+//!   which BLAS would run on one: those go to [`simd`]'s few-rows kernel).
 //!
 //! [`mod@reference`] is a plain triple loop that the tests compare both against.
 
@@ -58,7 +60,14 @@ pub fn gemm(
     check_shapes(&a, &b, &c)?;
     #[cfg(feature = "blas")]
     {
-        blas::gemm(alpha, a, b, beta, c);
+        // A product of a few rows (batch-1 inference) runs on one thread in
+        // OpenBLAS; the crate's own few-rows kernel splits B's columns over the
+        // pool instead, so each core streams only its share of the weights.
+        if simd::few_rows_splittable(&a, &b) {
+            simd::gemm(alpha, a, b, beta, c, Parallelism::auto());
+        } else {
+            blas::gemm(alpha, a, b, beta, c);
+        }
     }
     #[cfg(not(feature = "blas"))]
     {

@@ -44,17 +44,22 @@ pub(crate) unsafe fn gemm(
     let blocks = n.div_ceil(BLOCK);
     // SAFETY: each block writes its own columns of C.
     let body = |blk: usize| unsafe { column_block(m, n, k, blk * BLOCK, alpha, a, b, beta, c) };
-    let threads = par.threads();
-    if threads > 1 && blocks > 1 && m * n * k >= PARALLEL_MACS * 2 {
+    if par.threads() > 1 && worth_splitting(m, n, k) {
         // One contiguous run of column blocks per thread, the same run every call,
         // so that each thread's share of B stays in its core's cache.
-        let runs = threads.min(blocks);
+        let runs = par.threads().min(blocks);
         (0..runs).into_par_iter().for_each(|r| {
             (r * blocks / runs..(r + 1) * blocks / runs).for_each(body);
         });
     } else {
         (0..blocks).for_each(body);
     }
+}
+
+/// Whether an `m × k · k × n` product (`m ≤ SMALL_M`) is large enough to split
+/// over threads (when there are several).
+pub(crate) fn worth_splitting(m: usize, n: usize, k: usize) -> bool {
+    n.div_ceil(BLOCK) > 1 && m * n * k >= PARALLEL_MACS * 2
 }
 
 #[allow(clippy::too_many_arguments)]
