@@ -65,17 +65,20 @@ unsafe fn store(p: *mut f32, v: V) {
     unsafe { p.cast::<V>().write_unaligned(v) }
 }
 
-/// `C[0..MR, 0..NR] ← α·(A_sliver · B_sliver) + β·C` over `kc` steps.
+/// `C[0..R, 0..W·LANES] ← α·(A_sliver · B_sliver) + β·C` over `kc` steps.
 ///
 /// `a` is a packed A sliver (`kc × MR`, one column of the tile's rows per step),
-/// `b` a packed B sliver (`kc × NR`). C's rows are `rsc` floats apart and each
-/// row is contiguous. With `β = 0`, C is written without being read.
+/// `b` a packed B sliver (`kc × NR`). The full tile is `R = MR` rows by `W = 2`
+/// vectors; edge tiles use exactly the rows (`R < MR`) or the one vector
+/// (`W = 1`) they need, with the same arithmetic per element. C's rows are `rsc`
+/// floats apart and each row is contiguous. With `β = 0`, C is written without
+/// being read.
 ///
 /// # Safety
 /// `a` must hold `kc·MR` floats, `b` `kc·NR`, and C must be a writable
-/// `MR × NR` tile with row stride `rsc` and unit column stride.
+/// `R × W·LANES` tile with row stride `rsc` and unit column stride.
 #[inline(always)]
-pub(crate) unsafe fn tile(
+pub(crate) unsafe fn tile<const R: usize, const W: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -87,21 +90,24 @@ pub(crate) unsafe fn tile(
     let c_read: *const f32 = c;
     // Ask for the C tile now, so that its rows arrive during the k loop instead
     // of stalling the stores at the end (C is re-read once per k block).
-    for i in 0..MR {
+    for i in 0..R {
         // SAFETY: prefetching is a hint; the addresses are the tile's own rows.
         unsafe { prefetch(c_read.offset(i as isize * rsc)) };
     }
-    let mut acc = [[V::splat(0.0); 2]; MR];
+    let mut acc = [[V::splat(0.0); W]; R];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
         // SAFETY: within the packed slivers, as the caller guarantees.
         unsafe {
-            let b0 = load(b);
-            let b1 = load(b.add(LANES));
+            let mut bv = [V::splat(0.0); W];
+            for (w, v) in bv.iter_mut().enumerate() {
+                *v = load(b.add(w * LANES));
+            }
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = V::splat(*a.add(i));
-                row[0] = ai.mul_add(b0, row[0]);
-                row[1] = ai.mul_add(b1, row[1]);
+                for (acc, &bw) in row.iter_mut().zip(&bv) {
+                    *acc = ai.mul_add(bw, *acc);
+                }
             }
             a = a.add(MR);
             b = b.add(NR);
@@ -109,18 +115,44 @@ pub(crate) unsafe fn tile(
     }
     let va = V::splat(alpha);
     for (i, row) in acc.iter().enumerate() {
-        // SAFETY: row i of the C tile, as the caller guarantees.
-        unsafe {
-            let ci = c.offset(i as isize * rsc);
-            if beta == 0.0 {
-                store(ci, row[0] * va);
-                store(ci.add(LANES), row[1] * va);
-            } else {
-                let vb = V::splat(beta);
-                store(ci, load(ci).mul_add(vb, row[0] * va));
-                let ci1 = ci.add(LANES);
-                store(ci1, load(ci1).mul_add(vb, row[1] * va));
+        for (w, &v) in row.iter().enumerate() {
+            // SAFETY: vector w of row i of the C tile, as the caller guarantees.
+            unsafe {
+                let ci = c.offset(i as isize * rsc).add(w * LANES);
+                if beta == 0.0 {
+                    store(ci, v * va);
+                } else {
+                    store(ci, load(ci).mul_add(V::splat(beta), v * va));
+                }
             }
         }
     }
+}
+
+/// [`tile`] for `rows ≤ MR` rows, chosen at run time among the exact-size kernels.
+///
+/// # Safety
+/// As [`tile`] with `R = rows`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tile_rows<const W: usize>(
+    rows: usize,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: isize,
+    alpha: f32,
+    beta: f32,
+) {
+    macro_rules! dispatch {
+        ($($r:literal)*) => {
+            match rows {
+                // SAFETY (every arm): as the caller guarantees for `rows` rows.
+                $($r if $r <= MR => unsafe { tile::<$r, W>(kc, a, b, c, rsc, alpha, beta) },)*
+                _ => unreachable!("a tile has at most MR rows"),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
 }

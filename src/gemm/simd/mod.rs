@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! loop 5  for jc in 0..n step NC     a column panel of B and C       (B panel in L3)
-//! loop 4    for pc in 0..k step KC   pack B[pc.., jc..] (kc × nc)
+//! loop 4    for pc in 0..k step kc   pack B[pc.., jc..] (kc × nc, kc ≤ KC)
 //! loop 3      for ic in 0..m step MC pack A[ic.., pc..] (mc × kc)     (A block in L2)
 //! loop 2        for jr in 0..nc step NR                              (B sliver in L1)
 //! loop 1          for ir in 0..mc step MR   micro-kernel: MR × NR tile of C
@@ -33,6 +33,14 @@ use crate::error::Result;
 /// Depth of a packed block (`k` per pass): an A sliver (`MR·KC`) and a B sliver
 /// (`NR·KC`) together stay well inside L1.
 pub const KC: usize = 256;
+/// The depth of each of `k`'s blocks: at most [`KC`], and all of the same size
+/// but the last (784 = 4 × 196 rather than 3 × 256 + 16, whose thin last block
+/// would load and store every C tile for 16 steps of work). Depends on `k` only,
+/// so every path (and every thread count) sums in the same blocks.
+pub(crate) fn depth_block(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC).max(1))
+}
+
 /// Rows of A per packed block: `MC·KC` floats (192 KiB with AVX-512) sit in L2.
 pub const MC: usize = MR * 16;
 /// Columns of B per packed panel: `KC·NC` floats (4 MiB) sit in L3.
@@ -193,7 +201,7 @@ unsafe fn loops(
         } else {
             1
         };
-        // Loop 4: the k dimension, in blocks of KC; only the first block applies β.
+        // Loop 4: the k dimension, in blocks of kb ≤ KC; only the first applies β.
         // When the panel's whole depth fits the packing buffer, all its blocks are
         // packed at once and each task runs loop 4 itself, so that its block of C
         // stays in cache across the k blocks instead of being re-read for each
@@ -202,13 +210,14 @@ unsafe fn loops(
         let panel = slivers_n * NR;
         // A large panel is packed by all threads (it would otherwise be a serial
         // stretch before every k block).
-        let parallel_pack = threads > 1 && slivers_n > 1 && KC.min(k) * panel >= PARALLEL_PACK;
-        let span = if k * panel <= KC * NC { k } else { KC };
+        let kb = depth_block(k);
+        let parallel_pack = threads > 1 && slivers_n > 1 && kb * panel >= PARALLEL_PACK;
+        let span = if k * panel <= KC * NC { k } else { kb };
         for ps in (0..k).step_by(span) {
             let depth = span.min(k - ps);
             with_buffer(&PACK_B, depth * panel, |packed_b| {
-                for pc in (ps..ps + depth).step_by(KC) {
-                    let kc = KC.min(k - pc);
+                for pc in (ps..ps + depth).step_by(kb) {
+                    let kc = kb.min(k - pc);
                     let at = (pc - ps) * panel;
                     // SAFETY: the B panel (kc × nc at (pc, jc)) lies inside b.
                     unsafe {
@@ -229,9 +238,9 @@ unsafe fn loops(
                     let mc = mc.min(m - ic);
                     let rows = mc.div_ceil(MR) * MR;
                     let jr = (part * slivers_n / parts_n)..((part + 1) * slivers_n / parts_n);
-                    with_buffer(&PACK_A, rows * KC.min(depth), |packed_a| {
-                        for pc in (ps..ps + depth).step_by(KC) {
-                            let kc = KC.min(k - pc);
+                    with_buffer(&PACK_A, rows * kb.min(depth), |packed_a| {
+                        for pc in (ps..ps + depth).step_by(kb) {
+                            let kc = kb.min(k - pc);
                             let beta = if pc == 0 { beta } else { 1.0 };
                             let packed_a = &mut packed_a[..rows * kc];
                             // SAFETY: the A block (mc × kc at (ic, pc)) lies inside a;
@@ -295,18 +304,20 @@ unsafe fn macro_kernel(
             // SAFETY: the tile (i0.., j0..) lies inside the C block.
             unsafe {
                 let ct = c.offset(i0, j0);
-                if mr == MR && nr == NR && c.cs == 1 {
-                    kernel::tile(kc, a.as_ptr(), b, ct.ptr, c.rs, alpha, beta);
-                } else {
-                    edge_tile(kc, a.as_ptr(), b, ct, mr, nr, alpha, beta);
+                let (a, rs) = (a.as_ptr(), c.rs);
+                match (nr, c.cs) {
+                    (NR, 1) => kernel::tile_rows::<2>(mr, kc, a, b, ct.ptr, rs, alpha, beta),
+                    (LANES, 1) => kernel::tile_rows::<1>(mr, kc, a, b, ct.ptr, rs, alpha, beta),
+                    _ => edge_tile(kc, a, b, ct, mr, nr, alpha, beta),
                 }
             }
         }
     }
 }
 
-/// A partial (or non-unit-stride) tile: compute the full tile into a local buffer,
-/// then write back the `mr × nr` corner with the same arithmetic as the fast path.
+/// A tile of partial width (or non-unit column stride): compute its rows, one
+/// vector wide or two, into a local buffer, then write back the `mr × nr`
+/// corner with the same arithmetic as the fast path.
 ///
 /// # Safety
 /// As [`kernel::tile`], with C valid over `mr × nr` at its own strides.
@@ -322,8 +333,15 @@ unsafe fn edge_tile(
     beta: f32,
 ) {
     let mut local = [0.0f32; MR * NR];
+    let local_c = local.as_mut_ptr();
     // SAFETY: `local` is a full MR × NR tile with row stride NR.
-    unsafe { kernel::tile(kc, a, b, local.as_mut_ptr(), NR as isize, 1.0, 0.0) };
+    unsafe {
+        if nr <= LANES {
+            kernel::tile_rows::<1>(mr, kc, a, b, local_c, NR as isize, 1.0, 0.0);
+        } else {
+            kernel::tile_rows::<2>(mr, kc, a, b, local_c, NR as isize, 1.0, 0.0);
+        }
+    }
     for i in 0..mr {
         for j in 0..nr {
             let ab = alpha * local[i * NR + j];

@@ -8,6 +8,7 @@
 
 use super::kernel::{MR, NR};
 use rayon::prelude::*;
+use wide::f32x8;
 
 use crate::gemm::MatRef;
 
@@ -25,12 +26,17 @@ pub(crate) unsafe fn pack_a(a: MatRef, mc: usize, kc: usize, out: &mut [f32]) {
         let rows = MR.min(mc - i0);
         if a.rs == 1 {
             // A transposed (as in `Aᵀ·dZ`): a step's MR values are contiguous.
-            for p in 0..kc {
+            for (p, dst) in sliver.chunks_exact_mut(MR).enumerate() {
                 // SAFETY: rows i0..i0 + rows at column p lie inside a.
-                let src = unsafe {
-                    std::slice::from_raw_parts(a.ptr.offset(i0 as isize + p as isize * a.cs), rows)
-                };
-                sliver[p * MR..p * MR + rows].copy_from_slice(src);
+                let src = unsafe { a.ptr.offset(i0 as isize + p as isize * a.cs) };
+                if rows == MR {
+                    // A fixed size: vector moves, not a memcpy call per step.
+                    // SAFETY: MR values of column p.
+                    dst.copy_from_slice(&unsafe { src.cast::<[f32; MR]>().read_unaligned() });
+                } else {
+                    // SAFETY: `rows` values of column p.
+                    dst[..rows].copy_from_slice(unsafe { std::slice::from_raw_parts(src, rows) });
+                }
             }
         } else {
             // SAFETY: rows i0..i0 + rows, columns 0..kc lie inside a.
@@ -82,7 +88,18 @@ unsafe fn pack_b_sliver(b: MatRef, kc: usize, nc: usize, t: usize, sliver: &mut 
     let cols = NR.min(nc - j0);
     // SAFETY: rows 0..kc, columns j0..j0 + cols lie inside b.
     let src = unsafe { b.ptr.offset(j0 as isize * b.cs) };
-    if b.cs == 1 {
+    if b.cs == 1 && cols == NR {
+        // Whole slivers copy NR floats a step (a fixed size: vector moves, no memcpy call).
+        for (p, dst) in sliver.chunks_exact_mut(NR).enumerate() {
+            // SAFETY: row p < kc, columns j0..j0 + NR, as the caller guarantees.
+            let row = unsafe {
+                src.offset(p as isize * b.rs)
+                    .cast::<[f32; NR]>()
+                    .read_unaligned()
+            };
+            dst.copy_from_slice(&row);
+        }
+    } else if b.cs == 1 {
         for p in 0..kc {
             // SAFETY: row p < kc, columns j0..j0 + cols, as the caller guarantees.
             let row = unsafe { std::slice::from_raw_parts(src.offset(p as isize * b.rs), cols) };
@@ -104,10 +121,9 @@ unsafe fn pack_b_sliver(b: MatRef, kc: usize, nc: usize, t: usize, sliver: &mut 
 /// `src + i·line_stride`, its values `step` apart) transposed into `out`:
 /// value `p` of line `i` goes to `out[p·width + i]`.
 ///
-/// Line by line, so that each is read as one forward stream (a row of a
-/// row-major matrix when `step` is 1) while the writes land in `out`, a sliver
-/// small enough for L1. Reading all lines a step at a time instead touches
-/// `lines` cache lines and pages per step and runs several times slower.
+/// Contiguous lines (`step` 1: rows of a row-major matrix) go through 8 × 8
+/// register transposes, eight steps of every line at a time, so that `out` is
+/// written front to back. Other strides go element by element, line by line.
 ///
 /// # Safety
 /// Every addressed source value must be readable; `out` holds `len·width` floats.
@@ -121,27 +137,35 @@ unsafe fn transpose_rows(
     out: &mut [f32],
 ) {
     let out = &mut out[..len * width];
-    // In column blocks of TILE steps, so that the part of `out` being written
-    // (TILE·width floats) stays in L1 while every line passes through it.
-    const TILE: usize = 8;
-    for (t, block) in out.chunks_mut(TILE * width).enumerate() {
-        let p0 = t * TILE;
-        let steps = block.len() / width;
-        for i in 0..lines {
-            // SAFETY: line i < lines, values p0..p0 + steps < len, as the caller guarantees.
-            let line = unsafe { src.offset(i as isize * line_stride + p0 as isize * step) };
-            if step == 1 {
-                // SAFETY: `steps` contiguous values of line i.
-                let values = unsafe { std::slice::from_raw_parts(line, steps) };
-                for (dst, &v) in block.chunks_exact_mut(width).zip(values) {
-                    dst[i] = v;
-                }
-            } else {
-                for (p, dst) in block.chunks_exact_mut(width).enumerate() {
-                    // SAFETY: value p0 + p < len of line i.
-                    dst[i] = unsafe { *line.offset(p as isize * step) };
+    // SAFETY (all blocks): line i < lines, value p < len, as the caller guarantees.
+    let at =
+        |i: usize, p: usize| unsafe { src.offset(i as isize * line_stride + p as isize * step) };
+    let vector_steps = if step == 1 { len / 8 * 8 } else { 0 };
+    for p0 in (0..vector_steps).step_by(8) {
+        for i0 in (0..lines).step_by(8) {
+            let count = 8.min(lines - i0);
+            let mut rows = [f32x8::ZERO; 8];
+            for (r, row) in rows.iter_mut().enumerate().take(count) {
+                // SAFETY: values p0..p0 + 8 of line i0 + r are contiguous.
+                *row = unsafe { at(i0 + r, p0).cast::<f32x8>().read_unaligned() };
+            }
+            for (q, column) in f32x8::transpose(rows).iter().enumerate() {
+                let dst = &mut out[(p0 + q) * width + i0..][..count];
+                if count == 8 {
+                    // SAFETY: `dst` holds 8 floats.
+                    unsafe { dst.as_mut_ptr().cast::<f32x8>().write_unaligned(*column) };
+                } else {
+                    for (d, &v) in dst.iter_mut().zip(column.as_array()) {
+                        *d = v;
+                    }
                 }
             }
+        }
+    }
+    for i in 0..lines {
+        for (p, dst) in out.chunks_exact_mut(width).enumerate().skip(vector_steps) {
+            // SAFETY: value p of line i.
+            dst[i] = unsafe { *at(i, p) };
         }
     }
 }

@@ -5,13 +5,13 @@
 //! be contiguous): `C[i, :] = α Σ_p A[i, p]·B[p, :] + β C[i, :]`.
 //!
 //! The arithmetic is the packed kernel's, step for step: `k` in blocks of
-//! [`super::KC`], each block accumulated from zero by fused multiply-adds in `p`
+//! [`super::depth_block`], each block accumulated from zero by fused multiply-adds in `p`
 //! order, then `C ← fma(C, β, α·acc)` (β = 1 after the first block). So a row gives
 //! the same bits whether it is computed here or in a larger batch.
 
 use rayon::prelude::*;
 
-use super::KC;
+use super::depth_block;
 use super::kernel::{LANES, V};
 use crate::gemm::{MatMut, MatRef, Parallelism};
 
@@ -75,11 +75,12 @@ unsafe fn column_block(
     c: MatMut,
 ) {
     let width = BLOCK.min(n - j0);
+    let kb = depth_block(k);
     let full = width / LANES;
     let va = V::splat(alpha);
     for i in 0..m {
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+        for pc in (0..k).step_by(kb) {
+            let kc = kb.min(k - pc);
             let beta = if pc == 0 { beta } else { 1.0 };
             let mut acc = [V::splat(0.0); VECTORS];
             let mut tail = [0.0f32; LANES];
