@@ -11,7 +11,7 @@
 //! so chunking changes it unless handled; [`BatchNormMode`] chooses how.
 
 use crate::layers::{Layer, resize};
-use crate::network::Network;
+use crate::network::{DX_BLOCK_FLOATS, Network};
 use crate::targets::Targets;
 use crate::{Error, Result, kernels};
 
@@ -48,22 +48,24 @@ pub(crate) fn balanced_chunks(idx: &[usize], max: usize) -> impl Iterator<Item =
 
 impl Network {
     /// Rows per micro-batch that keep one training step's activation buffers
-    /// within `bytes`: the input rows, every layer's output, the logits, two
-    /// gradient buffers of the widest layer and batch norm's `x̂`, all `f32`.
-    /// At least 1.
+    /// within `bytes`: per row the input, every layer's output, the output
+    /// layer's logits and gradient, and batch norm's `x̂`; plus the block of input
+    /// gradient in flight (the widest layer input below the top, a row of it per
+    /// row up to 8 MiB in all). All `f32`. At least 1.
     ///
     /// ```
     /// use feedforward::{Activation::*, Network};
     /// let net = Network::builder(1024).dense(4096, Relu).dense(10, Softmax).build()?;
-    /// // (1024 + 4096 + 10 + 10 + 2·4096) floats per row.
-    /// assert_eq!(net.micro_batch_for_budget(13_426 * 4 * 100), 100);
+    /// // (1024 + 4096 + 10 + 10 + 10) floats per row, and 4096 of input gradient.
+    /// assert_eq!(net.micro_batch_for_budget(9_246 * 4 * 100), 100);
     /// # Ok::<(), feedforward::Error>(())
     /// ```
     pub fn micro_batch_for_budget(&self, bytes: usize) -> usize {
-        let widest = self
+        let widest_dx = self
             .layers()
             .iter()
-            .map(|l| l.inputs().max(l.outputs()))
+            .skip(1)
+            .map(Layer::inputs)
             .max()
             .unwrap_or(0);
         let bn: usize = self
@@ -75,8 +77,16 @@ impl Network {
             })
             .sum();
         let outputs: usize = self.layers().iter().map(Layer::outputs).sum();
-        let floats = self.inputs() + outputs + self.outputs() + 2 * widest + bn;
-        (bytes / (4 * floats.max(1))).max(1)
+        let per_row = (self.inputs() + outputs + 2 * self.outputs() + bn).max(1);
+        let floats = bytes / 4;
+        // While a whole chunk's input gradient fits one block, it costs a row per row.
+        let rows = floats / (per_row + widest_dx);
+        let rows = if rows * widest_dx <= DX_BLOCK_FLOATS {
+            rows
+        } else {
+            floats.saturating_sub(DX_BLOCK_FLOATS.max(widest_dx)) / per_row
+        };
+        rows.max(1)
     }
 
     /// One optimizer step over the logical batch `x`, computed in micro-batches of

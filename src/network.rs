@@ -26,7 +26,7 @@ const INFERENCE_ROWS: usize = 4096;
 /// Floats of scratch for one block of an input gradient (8 MiB): large enough
 /// that each block is an efficient product (512 rows of a 4096-wide layer), small
 /// beside the activations it saves a copy of.
-const DX_BLOCK_FLOATS: usize = 1 << 21;
+pub(crate) const DX_BLOCK_FLOATS: usize = 1 << 21;
 
 /// Rows per block of an input gradient `n_in` wide in a pass over `rows` rows,
 /// with `floats` of scratch.

@@ -6,8 +6,8 @@
 //! - Default build: [`simd`], the crate's own packed, cache-blocked kernel
 //!   (BLIS loop nest, `wide` micro-kernel, rayon over output blocks).
 //! - Feature `blas` / `openblas`: `blas.rs`, which hands the product to `cblas_sgemm`
-//!   (except products of at most four rows large enough to split over threads,
-//!   which BLAS would run on one: those go to [`simd`]'s few-rows kernel).
+//!   (except products of at most four rows, such as batch-1 inference, which BLAS
+//!   runs on one thread: those go to [`simd`]'s few-rows kernel).
 //!
 //! [`mod@reference`] is a plain triple loop that the tests compare both against.
 
@@ -62,8 +62,10 @@ pub fn gemm(
     {
         // A product of a few rows (batch-1 inference) runs on one thread in
         // OpenBLAS; the crate's own few-rows kernel splits B's columns over the
-        // pool instead, so each core streams only its share of the weights.
-        if simd::few_rows_splittable(&a, &b) {
+        // pool instead, so each core streams only its share of the weights. All
+        // such products go there, so that OpenBLAS's own threads are not woken
+        // between them to compete with rayon's for the cores.
+        if simd::is_few_rows(&a, &b) {
             simd::gemm(alpha, a, b, beta, c, Parallelism::auto());
         } else {
             blas::gemm(alpha, a, b, beta, c);

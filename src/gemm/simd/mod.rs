@@ -115,15 +115,12 @@ pub fn gemm_with(
     Ok(())
 }
 
-/// Whether a product is one of very few rows (at most four: batch-1 inference)
-/// large enough that this module splits it over threads, where BLAS libraries
-/// run it on one. Independent of the thread count, so that a BLAS build sends
-/// the same products here whatever the pool's size.
+/// Whether a product is one of very few rows (at most four, as in batch-1
+/// inference) with a row-major B: this module's few-rows kernel, which splits
+/// B's columns over threads where BLAS libraries use one.
 #[cfg(feature = "blas")]
-pub(crate) fn few_rows_splittable(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> bool {
-    let (m, k) = a.dim();
-    let n = b.ncols();
-    (1..=small::SMALL_M).contains(&m) && b.strides()[1] == 1 && small::worth_splitting(m, n, k)
+pub(crate) fn is_few_rows(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> bool {
+    (1..=small::SMALL_M).contains(&a.nrows()) && b.strides()[1] == 1
 }
 
 /// [`gemm_with`] without the shape check (the caller has done it).

@@ -58,7 +58,7 @@ pub(crate) unsafe fn gemm(
 
 /// Whether an `m × k · k × n` product (`m ≤ SMALL_M`) is large enough to split
 /// over threads (when there are several).
-pub(crate) fn worth_splitting(m: usize, n: usize, k: usize) -> bool {
+fn worth_splitting(m: usize, n: usize, k: usize) -> bool {
     n.div_ceil(BLOCK) > 1 && m * n * k >= PARALLEL_MACS * 2
 }
 
