@@ -40,6 +40,11 @@ const BATCHES: usize = 8;
 /// that peak memory measures the training step rather than the test data.
 const DATA_BUDGET: usize = 64 << 20;
 
+/// The shortest warm-up, in seconds: a BLAS library's worker threads can spin
+/// for a while after it loads (OpenBLAS's did for about 0.1 s here, turning a
+/// 22 µs batch-1 median into 34 µs when the timed calls started within it).
+pub const MIN_WARMUP_SECONDS: f64 = 0.25;
+
 /// A batch of at least this many bytes (W2 at 4096 rows: 16 MiB of features and
 /// 16 MiB of targets) is far larger than any cache, so cycling through several
 /// distinct ones would measure nothing more than one does: one is generated.
@@ -143,7 +148,8 @@ pub struct BenchConfig {
     pub threads: usize,
     /// Timed calls.
     pub steps: usize,
-    /// Untimed calls first.
+    /// Untimed calls first: at least this many, and (unless 0) for at least
+    /// [`MIN_WARMUP_SECONDS`].
     pub warmup: usize,
     /// Batch size (default: the workload's).
     pub batch: Option<usize>,
@@ -266,14 +272,20 @@ fn run_in_pool(config: &BenchConfig) -> Result<BenchResult> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed);
     let mut times = Vec::with_capacity(config.steps);
     let mut final_loss = None;
+    // `n` calls, and with `at_least` > 0 (the warm-up) more until that many
+    // seconds have passed.
     let mut timed = |n: usize,
+                     at_least: f64,
                      times: &mut Vec<f64>,
                      f: &mut dyn FnMut() -> Result<Option<f32>>|
      -> Result<()> {
-        for _ in 0..n {
+        let begun = Instant::now();
+        let mut done = 0;
+        while done < n || (n > 0 && begun.elapsed().as_secs_f64() < at_least) {
             let start = Instant::now();
             final_loss = f()?;
             times.push(start.elapsed().as_secs_f64());
+            done += 1;
         }
         Ok(())
     };
@@ -285,8 +297,13 @@ fn run_in_pool(config: &BenchConfig) -> Result<BenchResult> {
             let mut c = Array2::zeros((n, n));
             let mut call =
                 || crate::gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).map(|()| None);
-            timed(config.warmup, &mut Vec::new(), &mut call)?;
-            timed(config.steps, &mut times, &mut call)?;
+            timed(
+                config.warmup,
+                MIN_WARMUP_SECONDS,
+                &mut Vec::new(),
+                &mut call,
+            )?;
+            timed(config.steps, 0.0, &mut times, &mut call)?;
         }
         _ => {
             let widths = w.widths();
@@ -341,8 +358,13 @@ fn run_in_pool(config: &BenchConfig) -> Result<BenchResult> {
             };
             // The whole loop runs inside the pool: kernels start from a worker thread.
             rayon::scope(|_| -> Result<()> {
-                timed(config.warmup, &mut Vec::new(), &mut call)?;
-                timed(config.steps, &mut times, &mut call)
+                timed(
+                    config.warmup,
+                    MIN_WARMUP_SECONDS,
+                    &mut Vec::new(),
+                    &mut call,
+                )?;
+                timed(config.steps, 0.0, &mut times, &mut call)
             })?;
         }
     }

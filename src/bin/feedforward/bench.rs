@@ -19,7 +19,8 @@ pub struct BenchArgs {
     /// Timed steps (default: per workload, as the peers' full run).
     #[arg(long)]
     steps: Option<usize>,
-    /// Untimed warm-up steps (default: per workload).
+    /// Untimed warm-up steps (default: per workload); unless 0, warm-up also
+    /// lasts at least 0.25 s.
     #[arg(long)]
     warmup: Option<usize>,
     /// Batch size instead of the workload's own.
