@@ -597,6 +597,58 @@ fn early_stopping_and_a_validation_file() {
 }
 
 #[test]
+fn early_stopping_writes_the_best_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.csv");
+    let val = dir.path().join("val.csv");
+    for (path, points, seed) in [(&train, "40", "1"), (&val, "20", "2")] {
+        let p = s(path);
+        succeeds(&[
+            "data", "spiral", "--points", points, "--seed", seed, "--out", p,
+        ]);
+    }
+    let (stopped, best_run) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    let common = [
+        "--data",
+        s(&train),
+        "--val",
+        s(&val),
+        "--lr",
+        "0.05",
+        "--json",
+    ];
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["train", "--out", s(out)];
+        args.extend(common);
+        args.extend(extra);
+        json_lines(&succeeds(&args))
+    };
+    // Adam at this rate makes the validation loss wander near its minimum.
+    let epochs = run(&stopped, &["--epochs", "100", "--early-stopping", "3"]);
+    let losses: Vec<f64> = epochs
+        .iter()
+        .map(|e| e["val_loss"].as_f64().unwrap())
+        .collect();
+    let best = (0..losses.len())
+        .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
+        .unwrap();
+    assert!(
+        best + 1 < losses.len(),
+        "the last epoch was the best: {losses:?}"
+    );
+    // The model written is the one an uninterrupted run of `best + 1` epochs writes.
+    run(&best_run, &["--epochs", &(best + 1).to_string()]);
+    let (a, b) = (
+        model::load(&stopped).unwrap(),
+        model::load(&best_run).unwrap(),
+    );
+    assert_eq!(a.network.parameters(), b.network.parameters());
+}
+
+#[test]
 fn micro_batches_train_like_whole_batches() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("blobs.csv");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use feedforward::io::model::{self, SaveOptions};
 use feedforward::{
-    Activation, AdamConfig, BatchNormMode, FitConfig, Loss, Network, Optimizer, Progress,
+    Activation, AdamConfig, BatchNormMode, FitConfig, Layer, Loss, Network, Optimizer, Progress,
     SgdConfig, Standardizer,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -110,7 +110,8 @@ pub struct TrainArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Stop when the validation loss (training loss without validation data) has
-    /// not improved for this many epochs.
+    /// not improved for this many epochs; the model written is then the best
+    /// epoch's.
     #[arg(long, value_name = "PATIENCE")]
     early_stopping: Option<usize>,
     /// Save a checkpoint (model and optimizer state) every N epochs.
@@ -306,6 +307,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let report = Reporter::new(args, &record, x.nrows());
     let first = record.epochs_done + 1;
+    // With early stopping, the weights of the best epoch seen in this run.
+    let mut best: Option<BestWeights> = None;
     for epoch in first..=args.epochs {
         let config = FitConfig {
             epochs: 1,
@@ -333,6 +336,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if record.best_loss.is_none_or(|b| monitored < b) {
             record.best_loss = Some(monitored);
             record.epochs_since_best = 0;
+            if record.early_stopping.is_some() {
+                best = Some(BestWeights::of(&net, epoch));
+            }
         } else {
             record.epochs_since_best += 1;
         }
@@ -356,6 +362,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
     report.finish();
+    if record.early_stopping.is_some() && record.epochs_since_best > 0 {
+        match &best {
+            Some(b) => {
+                b.restore(&mut net);
+                report.note(&format!(
+                    "restored the weights of epoch {} (the best loss, {:.5})",
+                    b.epoch,
+                    record.best_loss.unwrap_or(f32::NAN)
+                ));
+            }
+            None => report.note(
+                "the best epoch came before this resumed run: keeping the last epoch's weights",
+            ),
+        }
+    }
     save(&args.out, &net, standardizer.as_ref(), &record, false)?;
     report.note(&format!(
         "wrote {} ({} parameters)",
@@ -363,6 +384,44 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         net.parameter_count()
     ));
     Ok(())
+}
+
+/// The parameters and batch-norm running statistics after one epoch, kept so
+/// that early stopping writes the best epoch's model rather than the last.
+struct BestWeights {
+    epoch: usize,
+    parameters: Vec<f32>,
+    running: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl BestWeights {
+    fn of(net: &Network, epoch: usize) -> Self {
+        let running = net
+            .layers()
+            .iter()
+            .filter_map(|l| match l {
+                Layer::BatchNorm(b) => Some((b.running_mean.clone(), b.running_var.clone())),
+                Layer::Dense(_) => None,
+            })
+            .collect();
+        BestWeights {
+            epoch,
+            parameters: net.parameters().to_vec(),
+            running,
+        }
+    }
+
+    fn restore(&self, net: &mut Network) {
+        net.parameters_mut().copy_from_slice(&self.parameters);
+        let norms = net.layers_mut().iter_mut().filter_map(|l| match l {
+            Layer::BatchNorm(b) => Some(b),
+            Layer::Dense(_) => None,
+        });
+        for (b, (mean, var)) in norms.zip(&self.running) {
+            b.running_mean.clone_from(mean);
+            b.running_var.clone_from(var);
+        }
+    }
 }
 
 /// The network the options describe, sized for `data`.
