@@ -43,6 +43,7 @@ const DATA_BUDGET: usize = 64 << 20;
 /// The shortest warm-up, in seconds: a BLAS library's worker threads can spin
 /// for a while after it loads (OpenBLAS's did for about 0.1 s here, turning a
 /// 22 µs batch-1 median into 34 µs when the timed calls started within it).
+/// A short warm-up is followed by a pause, not by more calls.
 pub const MIN_WARMUP_SECONDS: f64 = 0.25;
 
 /// A batch of at least this many bytes (W2 at 4096 rows: 16 MiB of features and
@@ -148,8 +149,8 @@ pub struct BenchConfig {
     pub threads: usize,
     /// Timed calls.
     pub steps: usize,
-    /// Untimed calls first: at least this many, and (unless 0) for at least
-    /// [`MIN_WARMUP_SECONDS`].
+    /// Untimed calls first; unless 0, the timed calls start no sooner than
+    /// [`MIN_WARMUP_SECONDS`] after the first of them.
     pub warmup: usize,
     /// Batch size (default: the workload's).
     pub batch: Option<usize>,
@@ -272,20 +273,22 @@ fn run_in_pool(config: &BenchConfig) -> Result<BenchResult> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed);
     let mut times = Vec::with_capacity(config.steps);
     let mut final_loss = None;
-    // `n` calls, and with `at_least` > 0 (the warm-up) more until that many
-    // seconds have passed.
-    let mut timed = |n: usize,
-                     at_least: f64,
-                     times: &mut Vec<f64>,
-                     f: &mut dyn FnMut() -> Result<Option<f32>>|
-     -> Result<()> {
+    // `warmup` calls, a pause until MIN_WARMUP_SECONDS have passed (unless
+    // `warmup` is 0), then `steps` timed calls. The pause rather than more calls
+    // keeps the number of steps, and so the final loss, the same in every run.
+    let mut measure = |f: &mut dyn FnMut() -> Result<Option<f32>>| -> Result<()> {
         let begun = Instant::now();
-        let mut done = 0;
-        while done < n || (n > 0 && begun.elapsed().as_secs_f64() < at_least) {
+        for _ in 0..config.warmup {
+            final_loss = f()?;
+        }
+        if config.warmup > 0 {
+            let rest = MIN_WARMUP_SECONDS - begun.elapsed().as_secs_f64();
+            std::thread::sleep(std::time::Duration::from_secs_f64(rest.max(0.0)));
+        }
+        for _ in 0..config.steps {
             let start = Instant::now();
             final_loss = f()?;
             times.push(start.elapsed().as_secs_f64());
-            done += 1;
         }
         Ok(())
     };
@@ -297,13 +300,7 @@ fn run_in_pool(config: &BenchConfig) -> Result<BenchResult> {
             let mut c = Array2::zeros((n, n));
             let mut call =
                 || crate::gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).map(|()| None);
-            timed(
-                config.warmup,
-                MIN_WARMUP_SECONDS,
-                &mut Vec::new(),
-                &mut call,
-            )?;
-            timed(config.steps, 0.0, &mut times, &mut call)?;
+            measure(&mut call)?;
         }
         _ => {
             let widths = w.widths();
@@ -357,15 +354,7 @@ fn run_in_pool(config: &BenchConfig) -> Result<BenchResult> {
                 }
             };
             // The whole loop runs inside the pool: kernels start from a worker thread.
-            rayon::scope(|_| -> Result<()> {
-                timed(
-                    config.warmup,
-                    MIN_WARMUP_SECONDS,
-                    &mut Vec::new(),
-                    &mut call,
-                )?;
-                timed(config.steps, 0.0, &mut times, &mut call)
-            })?;
+            rayon::scope(|_| measure(&mut call))?;
         }
     }
     let total: f64 = times.iter().sum();

@@ -19,8 +19,8 @@ pub struct BenchArgs {
     /// Timed steps (default: per workload, as the peers' full run).
     #[arg(long)]
     steps: Option<usize>,
-    /// Untimed warm-up steps (default: per workload); unless 0, warm-up also
-    /// lasts at least 0.25 s.
+    /// Untimed warm-up steps (default: per workload); unless 0, timing starts
+    /// no sooner than 0.25 s after the first.
     #[arg(long)]
     warmup: Option<usize>,
     /// Batch size instead of the workload's own.
