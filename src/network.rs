@@ -28,10 +28,12 @@ const INFERENCE_ROWS: usize = 4096;
 /// beside the activations it saves a copy of.
 pub(crate) const DX_BLOCK_FLOATS: usize = 1 << 21;
 
-/// Rows per block of an input gradient `n_in` wide in a pass over `rows` rows,
-/// with `floats` of scratch.
-fn dx_block_rows(floats: usize, rows: usize, n_in: usize) -> usize {
-    (floats / n_in.max(1)).clamp(1, rows.max(1))
+impl Workspace {
+    /// Rows per block of an input gradient `n_in` wide in a pass over `rows` rows.
+    fn dx_block_rows(&self, rows: usize, n_in: usize) -> usize {
+        let floats = self.dx_block_floats.unwrap_or(DX_BLOCK_FLOATS);
+        (floats / n_in.max(1)).clamp(1, rows.max(1))
+    }
 }
 
 /// A multi-layer perceptron with its loss, optimizer and training buffers.
@@ -90,7 +92,7 @@ pub(crate) struct Workspace {
     /// `dZ` of the output layer (`rows × outputs`).
     pub(crate) grad_a: Vec<f32>,
     /// One block of rows of the input gradient being computed (see
-    /// [`dx_block_rows`]): it goes straight into the layer below's `dZ`.
+    /// [`Workspace::dx_block_rows`]): it goes straight into the layer below's `dZ`.
     pub(crate) dx_block: Vec<f32>,
     /// Floats of `dx_block` (`None`: [`DX_BLOCK_FLOATS`]; tests set small blocks).
     pub(crate) dx_block_floats: Option<usize>,
@@ -498,12 +500,11 @@ impl Network {
         self.ws.capacity = rows;
         // Input gradients are needed for every layer but the first, a block of
         // rows at a time.
-        let block_floats = self.ws.dx_block_floats.unwrap_or(DX_BLOCK_FLOATS);
         let dx_block = self
             .layers
             .iter()
             .skip(1)
-            .map(|l| dx_block_rows(block_floats, rows, l.inputs()) * l.inputs())
+            .map(|l| self.ws.dx_block_rows(rows, l.inputs()) * l.inputs())
             .max()
             .unwrap_or(0);
         let keeps_logits = self.keeps_logits();
@@ -653,6 +654,7 @@ impl Network {
         for l in (stop_at..n_layers).rev() {
             let layer = &layers[l];
             let (n_in, n_out) = (layer.inputs(), layer.outputs());
+            let block = ws.dx_block_rows(rows, n_in);
             let (below, here) = ws.outputs.split_at_mut(l);
             let dz: &[f32] = if l + 1 == n_layers {
                 &ws.grad_a[..rows * n_out]
@@ -672,8 +674,6 @@ impl Network {
             }
             let below_activation = layers[l - 1].activation();
             let a = &mut below[l - 1];
-            let floats = ws.dx_block_floats.unwrap_or(DX_BLOCK_FLOATS);
-            let block = dx_block_rows(floats, rows, n_in);
             for start in (0..rows).step_by(block) {
                 let end = (start + block).min(rows);
                 let dx = &mut ws.dx_block[..(end - start) * n_in];
@@ -713,10 +713,25 @@ impl Network {
             .forward_rows
             .ok_or(Error::State("backward needs a forward pass first"))?;
         targets.validate(self.loss, self.outputs(), rows, "backward: targets")?;
-        self.ws.targets.gather(&targets, None);
-        let loss = self.loss_workspace(rows, 1.0 / rows as f32);
-        self.backward_layers(None, rows, false, 0, None);
-        Ok(loss as f32)
+        Ok(self.loss_and_backward(None, &targets, rows))
+    }
+
+    /// The loss of the forward pass just made over `rows` rows of `input`
+    /// (`None`: the workspace input) against checked `targets`, and every
+    /// gradient. Targets laid out as the loss reads them are read in place.
+    fn loss_and_backward(
+        &mut self,
+        input: Option<&[f32]>,
+        targets: &Targets<'_>,
+        rows: usize,
+    ) -> f32 {
+        let in_place = TargetRows::in_place(targets);
+        if in_place.is_none() {
+            self.ws.targets.gather(targets, None);
+        }
+        let loss = self.loss_of(in_place, rows, 1.0 / rows as f32);
+        self.backward_layers(input, rows, false, 0, None);
+        loss as f32
     }
 
     /// Applies the optimizer to the gradients of the last [`Network::backward`].
@@ -771,13 +786,7 @@ impl Network {
             }
         };
         self.forward_layers(input, rows, self.layers.len(), false);
-        // Targets too are read in place when they can be.
-        let in_place = TargetRows::in_place(&targets);
-        if in_place.is_none() {
-            self.ws.targets.gather(&targets, None);
-        }
-        let loss = self.loss_of(in_place, rows, 1.0 / rows as f32) as f32;
-        self.backward_layers(input, rows, false, 0, None);
+        let loss = self.loss_and_backward(input, &targets, rows);
         if !loss.is_finite() {
             self.ws.grads_ready = false;
             return Err(Error::Diverged {
@@ -957,7 +966,7 @@ mod tests {
             net.forward(x.view()).unwrap();
             net.backward(Targets::classes(&labels)).unwrap();
         }
-        assert_eq!(dx_block_rows(33 * 3, 50, 33), 3);
+        assert_eq!(blocked.ws.dx_block_rows(50, 33), 3);
         assert!(blocked.ws.dx_block.len() < 50 * 33);
         for (i, (a, b)) in whole
             .gradients()
