@@ -23,39 +23,10 @@ pub(crate) unsafe fn pack_a(a: MatRef, mc: usize, kc: usize, out: &mut [f32]) {
         .enumerate()
     {
         let i0 = s * MR;
-        let rows = MR.min(mc - i0);
-        if a.rs == 1 {
-            // A transposed (as in `Aᵀ·dZ`): a step's MR values are contiguous.
-            for (p, dst) in sliver.chunks_exact_mut(MR).enumerate() {
-                // SAFETY: rows i0..i0 + rows at column p lie inside a.
-                let src = unsafe { a.ptr.offset(i0 as isize + p as isize * a.cs) };
-                if rows == MR {
-                    // A fixed size: vector moves, not a memcpy call per step.
-                    // SAFETY: MR values of column p.
-                    dst.copy_from_slice(&unsafe { src.cast::<[f32; MR]>().read_unaligned() });
-                } else {
-                    // SAFETY: `rows` values of column p.
-                    dst[..rows].copy_from_slice(unsafe { std::slice::from_raw_parts(src, rows) });
-                }
-            }
-        } else {
-            // SAFETY: rows i0..i0 + rows, columns 0..kc lie inside a.
-            unsafe {
-                transpose_rows(
-                    a.ptr.offset(i0 as isize * a.rs),
-                    a.rs,
-                    a.cs,
-                    rows,
-                    kc,
-                    MR,
-                    sliver,
-                )
-            };
-        }
-        if rows < MR {
-            for p in 0..kc {
-                sliver[p * MR + rows..(p + 1) * MR].fill(0.0);
-            }
+        // SAFETY: rows i0..i0 + MR.min(mc - i0), columns 0..kc lie inside a.
+        unsafe {
+            let src = a.ptr.offset(i0 as isize * a.rs);
+            pack_sliver::<MR>(src, a.cs, a.rs, MR.min(mc - i0), kc, sliver);
         }
     }
 }
@@ -85,34 +56,52 @@ pub(crate) unsafe fn pack_b(b: MatRef, kc: usize, nc: usize, out: &mut [f32], pa
 /// As [`pack_b`].
 unsafe fn pack_b_sliver(b: MatRef, kc: usize, nc: usize, t: usize, sliver: &mut [f32]) {
     let j0 = t * NR;
-    let cols = NR.min(nc - j0);
-    // SAFETY: rows 0..kc, columns j0..j0 + cols lie inside b.
-    let src = unsafe { b.ptr.offset(j0 as isize * b.cs) };
-    if b.cs == 1 && cols == NR {
-        // Whole slivers copy NR floats a step (a fixed size: vector moves, no memcpy call).
-        for (p, dst) in sliver.chunks_exact_mut(NR).enumerate() {
-            // SAFETY: row p < kc, columns j0..j0 + NR, as the caller guarantees.
-            let row = unsafe {
-                src.offset(p as isize * b.rs)
-                    .cast::<[f32; NR]>()
-                    .read_unaligned()
-            };
-            dst.copy_from_slice(&row);
-        }
-    } else if b.cs == 1 {
-        for p in 0..kc {
-            // SAFETY: row p < kc, columns j0..j0 + cols, as the caller guarantees.
-            let row = unsafe { std::slice::from_raw_parts(src.offset(p as isize * b.rs), cols) };
-            sliver[p * NR..p * NR + cols].copy_from_slice(row);
+    // SAFETY: rows 0..kc, columns j0..j0 + NR.min(nc - j0) lie inside b.
+    unsafe {
+        let src = b.ptr.offset(j0 as isize * b.cs);
+        pack_sliver::<NR>(src, b.rs, b.cs, NR.min(nc - j0), kc, sliver);
+    }
+}
+
+/// Packs one sliver `W` wide: `kc` steps (`step` apart in the source) of `count`
+/// values (`across` apart), each step's values contiguous in `sliver` and
+/// zero-padded to `W`.
+///
+/// A slice of A's rows is such a sliver with `step` = A's column stride, a slice
+/// of B's columns with `step` = B's row stride. When the values of a step are
+/// contiguous (`across` 1: B as stored, or A transposed) each step is one copy;
+/// otherwise the sliver is a transposed block of lines (`transpose_rows`).
+///
+/// # Safety
+/// Every addressed source value must be readable; `sliver` holds `kc·W` floats.
+unsafe fn pack_sliver<const W: usize>(
+    src: *const f32,
+    step: isize,
+    across: isize,
+    count: usize,
+    kc: usize,
+    sliver: &mut [f32],
+) {
+    if across == 1 {
+        for (p, dst) in sliver.chunks_exact_mut(W).take(kc).enumerate() {
+            // SAFETY: `count` contiguous values of step p.
+            let values = unsafe { src.offset(p as isize * step) };
+            if count == W {
+                // A fixed size: vector moves, not a memcpy call per step.
+                // SAFETY: W values of step p.
+                dst.copy_from_slice(&unsafe { values.cast::<[f32; W]>().read_unaligned() });
+            } else {
+                // SAFETY: `count` values of step p.
+                dst[..count].copy_from_slice(unsafe { std::slice::from_raw_parts(values, count) });
+            }
         }
     } else {
-        // B transposed (as in `dZ·Wᵀ`): a sliver is NR rows of W, transposed.
-        // SAFETY: as above.
-        unsafe { transpose_rows(src, b.cs, b.rs, cols, kc, NR, sliver) };
+        // SAFETY: `count` lines of `kc` values, as the caller guarantees.
+        unsafe { transpose_rows(src, across, step, count, kc, W, sliver) };
     }
-    if cols < NR {
-        for p in 0..kc {
-            sliver[p * NR + cols..(p + 1) * NR].fill(0.0);
+    if count < W {
+        for dst in sliver.chunks_exact_mut(W).take(kc) {
+            dst[count..].fill(0.0);
         }
     }
 }
