@@ -95,9 +95,14 @@ unsafe fn pack_sliver<const W: usize>(
                 dst[..count].copy_from_slice(unsafe { std::slice::from_raw_parts(values, count) });
             }
         }
+    } else if count == W {
+        // The same call with the line count a constant (the common case of a
+        // full sliver), so that the compiler unrolls the blocks of lines.
+        // SAFETY: W lines of `kc` values, as the caller guarantees.
+        unsafe { transpose_rows::<W>(src, across, step, W, kc, sliver) };
     } else {
         // SAFETY: `count` lines of `kc` values, as the caller guarantees.
-        unsafe { transpose_rows(src, across, step, count, kc, W, sliver) };
+        unsafe { transpose_rows::<W>(src, across, step, count, kc, sliver) };
     }
     if count < W {
         for dst in sliver.chunks_exact_mut(W).take(kc) {
@@ -108,53 +113,54 @@ unsafe fn pack_sliver<const W: usize>(
 
 /// Writes `lines` strided sequences of `len` values (line `i` starts at
 /// `src + i·line_stride`, its values `step` apart) transposed into `out`:
-/// value `p` of line `i` goes to `out[p·width + i]`.
+/// value `p` of line `i` goes to `out[p·W + i]`.
 ///
 /// Contiguous lines (`step` 1: rows of a row-major matrix) go through 8 × 8
 /// register transposes, eight steps of every line at a time, so that `out` is
 /// written front to back. Other strides go element by element, line by line.
 ///
 /// # Safety
-/// Every addressed source value must be readable; `out` holds `len·width` floats.
-unsafe fn transpose_rows(
+/// Every addressed source value must be readable; `lines ≤ W`; `out` holds `len·W` floats.
+#[inline(always)]
+unsafe fn transpose_rows<const W: usize>(
     src: *const f32,
     line_stride: isize,
     step: isize,
     lines: usize,
     len: usize,
-    width: usize,
     out: &mut [f32],
 ) {
-    let out = &mut out[..len * width];
-    // SAFETY (all blocks): line i < lines, value p < len, as the caller guarantees.
-    let at =
-        |i: usize, p: usize| unsafe { src.offset(i as isize * line_stride + p as isize * step) };
-    let vector_steps = if step == 1 { len / 8 * 8 } else { 0 };
-    for p0 in (0..vector_steps).step_by(8) {
-        for i0 in (0..lines).step_by(8) {
-            let count = 8.min(lines - i0);
-            let mut rows = [f32x8::ZERO; 8];
-            for (r, row) in rows.iter_mut().enumerate().take(count) {
-                // SAFETY: values p0..p0 + 8 of line i0 + r are contiguous.
-                *row = unsafe { at(i0 + r, p0).cast::<f32x8>().read_unaligned() };
-            }
-            for (q, column) in f32x8::transpose(rows).iter().enumerate() {
-                let dst = &mut out[(p0 + q) * width + i0..][..count];
-                if count == 8 {
-                    // SAFETY: `dst` holds 8 floats.
-                    unsafe { dst.as_mut_ptr().cast::<f32x8>().write_unaligned(*column) };
-                } else {
-                    for (d, &v) in dst.iter_mut().zip(column.as_array()) {
-                        *d = v;
+    let out = &mut out[..len * W];
+    let dst = out.as_mut_ptr();
+    // SAFETY (whole body): line i < lines, value p < len, as the caller
+    // guarantees; every write is at step p < len, lane i < lines ≤ W of `out`.
+    unsafe {
+        let at = |i: usize, p: usize| src.offset(i as isize * line_stride + p as isize * step);
+        let vector_steps = if step == 1 { len / 8 * 8 } else { 0 };
+        for p0 in (0..vector_steps).step_by(8) {
+            for i0 in (0..lines).step_by(8) {
+                let count = 8.min(lines - i0);
+                let mut rows = [f32x8::ZERO; 8];
+                for (r, row) in rows.iter_mut().enumerate().take(count) {
+                    *row = at(i0 + r, p0).cast::<f32x8>().read_unaligned();
+                }
+                for (q, column) in f32x8::transpose(rows).iter().enumerate() {
+                    let to = dst.add((p0 + q) * W + i0);
+                    let c = column.as_array();
+                    match count {
+                        8 => to.cast::<f32x8>().write_unaligned(*column),
+                        4 => to
+                            .cast::<[f32; 4]>()
+                            .write_unaligned([c[0], c[1], c[2], c[3]]),
+                        _ => to.copy_from_nonoverlapping(c.as_ptr(), count),
                     }
                 }
             }
         }
-    }
-    for i in 0..lines {
-        for (p, dst) in out.chunks_exact_mut(width).enumerate().skip(vector_steps) {
-            // SAFETY: value p of line i.
-            dst[i] = unsafe { *at(i, p) };
+        for i in 0..lines {
+            for p in vector_steps..len {
+                *dst.add(p * W + i) = *at(i, p);
+            }
         }
     }
 }
