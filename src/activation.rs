@@ -108,12 +108,14 @@ impl Activation {
     pub(crate) fn bias_forward_in_place(self, z: &mut [f32], bias: &[f32]) {
         let cols = bias.len();
         kernels::for_rows(z, cols, |_, rows| {
+            // Row by row, so that the activation reads a row the bias add has
+            // just left in L1 (one pass over memory, not two).
             for row in rows.chunks_exact_mut(cols.max(1)) {
                 for (v, b) in row.iter_mut().zip(bias) {
                     *v += b;
                 }
+                self.forward_rows(row, cols);
             }
-            self.forward_rows(rows, cols);
         });
     }
 
