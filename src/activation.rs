@@ -104,21 +104,6 @@ impl Activation {
         kernels::for_rows(z, cols, |_, rows| self.forward_rows(rows, cols));
     }
 
-    /// `z ← g(z + bias)` with the bias broadcast over rows: one pass over memory.
-    pub(crate) fn bias_forward_in_place(self, z: &mut [f32], bias: &[f32]) {
-        let cols = bias.len();
-        kernels::for_rows(z, cols, |_, rows| {
-            // Row by row, so that the activation reads a row the bias add has
-            // just left in L1 (one pass over memory, not two).
-            for row in rows.chunks_exact_mut(cols.max(1)) {
-                for (v, b) in row.iter_mut().zip(bias) {
-                    *v += b;
-                }
-                self.forward_rows(row, cols);
-            }
-        });
-    }
-
     /// Overwrites the incoming gradient `g` (`dA`) with `dZ`, given the output `a`.
     pub(crate) fn backward_in_place(self, a: &[f32], g: &mut [f32], cols: usize) {
         if self == Activation::Identity {

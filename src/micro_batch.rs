@@ -190,7 +190,7 @@ impl Network {
                 for chunk in balanced_chunks(idx, micro) {
                     let r = chunk.len();
                     kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
-                    self.forward_layers(None, r, b, true);
+                    self.forward_checked(None, r, b, true);
                     self.merge_chunk_statistics(b, r);
                 }
                 let cache = &mut self.ws.caches[b];
@@ -217,7 +217,7 @@ impl Network {
                     let r = chunk.len();
                     kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
                     self.ws.targets.gather(targets, Some(chunk));
-                    self.forward_layers(None, r, n_layers, true);
+                    self.forward_checked(None, r, n_layers, true);
                     self.loss_workspace(r, inv_m);
                     self.backward_layers(None, r, false, b, Some(m));
                     let c = &mut self.ws.caches[b];
@@ -235,7 +235,7 @@ impl Network {
             let r = chunk.len();
             kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
             self.ws.targets.gather(targets, Some(chunk));
-            self.forward_layers(None, r, n_layers, exact);
+            self.forward_checked(None, r, n_layers, exact);
             loss += self.loss_workspace(r, inv_m);
             let out = &self.ws.outputs[n_layers - 1][..r * k];
             if let Some((h, j)) = self.loss().correct(out, self.ws.targets.rows(), k) {

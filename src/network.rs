@@ -28,6 +28,16 @@ const INFERENCE_ROWS: usize = 4096;
 /// beside the activations it saves a copy of.
 pub(crate) const DX_BLOCK_FLOATS: usize = 1 << 21;
 
+/// The error for a NaN or infinity at `(row, col)` of the features.
+fn non_finite(context: &'static str, (row, col, value): (usize, usize, f32)) -> Error {
+    Error::NonFinite {
+        context,
+        row,
+        col,
+        value,
+    }
+}
+
 impl Workspace {
     /// Rows per block of an input gradient `n_in` wide in a pass over `rows` rows.
     fn dx_block_rows(&self, rows: usize, n_in: usize) -> usize {
@@ -457,12 +467,8 @@ impl Network {
         Ok(())
     }
 
-    /// Checks a feature matrix: `inputs` columns, at least one row, all finite.
-    pub(crate) fn check_features(
-        &self,
-        x: &ArrayView2<'_, f32>,
-        context: &'static str,
-    ) -> Result<()> {
+    /// Checks a feature matrix's shape: `inputs` columns, at least one row.
+    fn check_feature_shape(&self, x: &ArrayView2<'_, f32>, context: &'static str) -> Result<()> {
         if x.nrows() == 0 {
             return Err(Error::Empty(context));
         }
@@ -473,6 +479,16 @@ impl Network {
                 got: shape_str(x.nrows(), x.ncols()),
             });
         }
+        Ok(())
+    }
+
+    /// Checks a feature matrix: `inputs` columns, at least one row, all finite.
+    pub(crate) fn check_features(
+        &self,
+        x: &ArrayView2<'_, f32>,
+        context: &'static str,
+    ) -> Result<()> {
+        self.check_feature_shape(x, context)?;
         let first_bad = match x.as_slice() {
             Some(s) => kernels::first_non_finite(s, self.inputs),
             None => x
@@ -481,13 +497,30 @@ impl Network {
                 .map(|((r, c), &v)| (r, c, v)),
         };
         match first_bad {
-            Some((row, col, value)) => Err(Error::NonFinite {
-                context,
-                row,
-                col,
-                value,
-            }),
+            Some(bad) => Err(non_finite(context, bad)),
             None => Ok(()),
+        }
+    }
+
+    /// Whether the first layer's product vouches for its input being finite, so
+    /// that the input need only be scanned when the product says otherwise (see
+    /// [`crate::gemm::Epilogue`]): a dense first layer. The scan would otherwise read
+    /// the whole batch from memory once more before the product reads it.
+    fn scans_input_lazily(&self) -> bool {
+        matches!(self.layers.first(), Some(Layer::Dense(_)))
+    }
+
+    /// The checks of a feature matrix that a pass must make before it starts:
+    /// its shape, and its values too unless the first layer vouches for them.
+    fn check_features_up_front(
+        &self,
+        x: &ArrayView2<'_, f32>,
+        context: &'static str,
+    ) -> Result<()> {
+        if self.scans_input_lazily() {
+            self.check_feature_shape(x, context)
+        } else {
+            self.check_features(x, context)
         }
     }
 
@@ -548,13 +581,19 @@ impl Network {
     /// Training-mode forward pass through layers `0..upto` over `rows` rows of
     /// `input` (`None`: the workspace input). With `fixed_stats`, batch norm uses
     /// the whole-batch statistics already in its cache.
+    ///
+    /// Returns the first NaN or infinity of the input, `(row, col, value)`, if
+    /// there is one and a dense first layer found it; the pass then stops after
+    /// that layer, before any layer that keeps statistics.
+    #[must_use]
     pub(crate) fn forward_layers(
         &mut self,
         input: Option<&[f32]>,
         rows: usize,
         upto: usize,
         fixed_stats: bool,
-    ) {
+    ) -> Option<(usize, usize, f32)> {
+        let n_in = self.inputs;
         let keep_logits = self.keeps_logits();
         let n_layers = self.layers.len();
         let Network {
@@ -567,17 +606,29 @@ impl Network {
             let out = &mut after[0];
             let last = l + 1 == n_layers;
             let activate = !(last && keep_logits);
-            match layer {
+            let finite = match layer {
                 Layer::Dense(d) => d.forward(params, x, out, rows, activate),
-                Layer::BatchNorm(b) => b.forward(
-                    params,
-                    x,
-                    out,
-                    rows,
-                    &mut ws.caches[l],
-                    activate,
-                    fixed_stats,
-                ),
+                Layer::BatchNorm(b) => {
+                    b.forward(
+                        params,
+                        x,
+                        out,
+                        rows,
+                        &mut ws.caches[l],
+                        activate,
+                        fixed_stats,
+                    );
+                    true
+                }
+            };
+            // Not finite: a NaN or ∞ in the input, or an overflow (which is not
+            // an input error); only the scan tells them apart.
+            if l == 0 && !finite {
+                let bad = kernels::first_non_finite(&input[..rows * n_in], n_in);
+                if bad.is_some() {
+                    ws.forward_rows = None;
+                    return bad;
+                }
             }
             if last && keep_logits {
                 let k = layer.outputs();
@@ -586,6 +637,19 @@ impl Network {
             }
         }
         ws.forward_rows = (upto == n_layers).then_some(rows);
+        None
+    }
+
+    /// [`Network::forward_layers`] on features already checked for NaN and infinity.
+    pub(crate) fn forward_checked(
+        &mut self,
+        input: Option<&[f32]>,
+        rows: usize,
+        upto: usize,
+        fixed_stats: bool,
+    ) {
+        let bad = self.forward_layers(input, rows, upto, fixed_stats);
+        debug_assert!(bad.is_none(), "the features were checked");
     }
 
     /// The loss of the last forward pass against the targets in the workspace, and
@@ -695,7 +759,7 @@ impl Network {
         let rows = x.nrows();
         self.reserve(rows);
         self.copy_input(&x);
-        self.forward_layers(None, rows, self.layers.len(), false);
+        self.forward_checked(None, rows, self.layers.len(), false);
         let k = self.outputs();
         let out = &self.ws.outputs[self.layers.len() - 1][..rows * k];
         Ok(ArrayView2::from_shape((rows, k), out).expect("sized by the workspace"))
@@ -772,7 +836,8 @@ impl Network {
     }
 
     fn train_step_in_pool(&mut self, x: ArrayView2<'_, f32>, targets: Targets<'_>) -> Result<f32> {
-        self.check_features(&x, "forward: features")?;
+        const FEATURES: &str = "forward: features";
+        self.check_features_up_front(&x, FEATURES)?;
         let rows = x.nrows();
         targets.validate(self.loss, self.outputs(), rows, "backward: targets")?;
         self.reserve(rows);
@@ -785,7 +850,9 @@ impl Network {
                 None
             }
         };
-        self.forward_layers(input, rows, self.layers.len(), false);
+        if let Some(bad) = self.forward_layers(input, rows, self.layers.len(), false) {
+            return Err(non_finite(FEATURES, bad));
+        }
         let loss = self.loss_and_backward(input, &targets, rows);
         if !loss.is_finite() {
             self.ws.grads_ready = false;
@@ -801,7 +868,15 @@ impl Network {
 
     /// Inference-mode pass (batch norm uses running statistics) in chunks of rows;
     /// returns the output layer's activations, or its logits when `activate_last` is false.
-    fn infer(&self, x: ArrayView2<'_, f32>, activate_last: bool) -> Array2<f32> {
+    ///
+    /// `x` has passed [`Network::check_features_up_front`]; a NaN or infinity
+    /// found by a dense first layer is reported with `context`.
+    fn infer(
+        &self,
+        x: ArrayView2<'_, f32>,
+        activate_last: bool,
+        context: &'static str,
+    ) -> Result<Array2<f32>> {
         let (rows, k) = (x.nrows(), self.outputs());
         let x = x.as_standard_layout();
         let x = x.as_slice().expect("standard layout");
@@ -833,16 +908,25 @@ impl Network {
                     (false, false) => (&**b0, &mut **b1),
                 };
                 let dst: &mut [f32] = if last { out_chunk } else { dst };
-                match layer {
+                let finite = match layer {
                     Layer::Dense(d) => d.forward(&self.params, src, dst, r, activate),
-                    Layer::BatchNorm(b) => b.infer(&self.params, src, dst, r, inv_std, activate),
+                    Layer::BatchNorm(b) => {
+                        b.infer(&self.params, src, dst, r, inv_std, activate);
+                        true
+                    }
+                };
+                if l == 0
+                    && !finite
+                    && let Some((row, col, value)) = kernels::first_non_finite(input, self.inputs)
+                {
+                    return Err(non_finite(context, (c * chunk + row, col, value)));
                 }
                 if last {
                     break;
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// Output activations in inference mode (class probabilities for softmax and
@@ -851,8 +935,9 @@ impl Network {
     /// # Errors
     /// [`Error::Shape`], [`Error::Empty`] or [`Error::NonFinite`] for a bad `x`.
     pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        self.check_features(&x, "predict: features")?;
-        Ok(self.infer(x, true))
+        const FEATURES: &str = "predict: features";
+        self.check_features_up_front(&x, FEATURES)?;
+        self.infer(x, true, FEATURES)
     }
 
     /// Predicted class per sample: the arg-max output, or `output ≥ 0.5` for a
@@ -877,10 +962,11 @@ impl Network {
     /// # Errors
     /// Bad features or targets.
     pub fn evaluate(&self, x: ArrayView2<'_, f32>, targets: Targets<'_>) -> Result<Evaluation> {
-        self.check_features(&x, "evaluate: features")?;
+        const FEATURES: &str = "evaluate: features";
+        self.check_features_up_front(&x, FEATURES)?;
         let (rows, k) = (x.nrows(), self.outputs());
         targets.validate(self.loss, k, rows, "evaluate: targets")?;
-        let z = self.infer(x, false);
+        let z = self.infer(x, false, FEATURES)?;
         let mut a = z.clone();
         let act = self.layers.last().expect("at least one layer").activation();
         act.forward_in_place(a.as_slice_mut().expect("standard layout"), k);

@@ -253,3 +253,84 @@ fn set_dense_parameters_checks_shapes() {
     n.set_dense_parameters(0, w.view(), b.view()).unwrap();
     assert_eq!(n.dense_parameters(0).unwrap().0, w);
 }
+
+#[test]
+fn non_finite_features_are_found_in_any_chunk_of_a_large_batch() {
+    // Inference runs 4096 rows at a time; the first layer's product finds the
+    // NaN, and the error names its row in the whole batch.
+    let n = net();
+    let mut x = Array2::<f32>::from_elem((4096 + 100, 3), 0.5);
+    x[[4096 + 57, 2]] = f32::NAN;
+    x[[4096 + 90, 0]] = f32::INFINITY;
+    let y = Array1::<usize>::zeros(x.nrows());
+    for err in [
+        n.predict_proba(x.view()).unwrap_err(),
+        n.evaluate(x.view(), (&y).into()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                Error::NonFinite {
+                    row: 4153,
+                    col: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn non_finite_features_leave_batch_norm_statistics_alone() {
+    // The first layer finds the NaN before batch norm sees its outputs.
+    let mut n = Network::builder(3)
+        .dense(8, Identity)
+        .batch_norm(Relu)
+        .dense(2, Softmax)
+        .build()
+        .unwrap();
+    let layers = n.layers().to_vec();
+    let params = n.parameters().to_vec();
+    let mut x = Array2::<f32>::from_elem((6, 3), 0.25);
+    x[[4, 1]] = f32::NEG_INFINITY;
+    let y = array![0usize, 1, 0, 1, 0, 1];
+    let err = n.train_step(x.view(), (&y).into()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NonFinite {
+                context: "forward: features",
+                row: 4,
+                col: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(n.layers(), &layers[..]);
+    assert_eq!(n.parameters(), &params[..]);
+    // The network still trains on good data afterwards.
+    x[[4, 1]] = 0.25;
+    assert!(n.train_step(x.view(), (&y).into()).unwrap().is_finite());
+    assert_ne!(
+        n.layers(),
+        &layers[..],
+        "running statistics move on a good step"
+    );
+}
+
+#[test]
+fn finite_features_that_overflow_are_not_an_input_error() {
+    // Huge but finite inputs overflow the first layer's sums: that is not a
+    // NaN in the input, and prediction goes ahead as before.
+    let mut n = net();
+    let ones = Array2::<f32>::ones((3, 4));
+    n.set_dense_parameters(0, ones.view(), Array1::zeros(4).view())
+        .unwrap();
+    let x = array![[3e38f32, 3e38, 3e38], [1.0, 2.0, 3.0]];
+    let p = n.predict_proba(x.view()).unwrap();
+    assert_eq!(p.dim(), (2, 2));
+    assert!(p.row(0).iter().any(|v| !v.is_finite()), "row 0 overflows");
+    assert!(p.row(1).iter().all(|v| v.is_finite()));
+}

@@ -256,3 +256,136 @@ fn a_row_alone_gives_the_same_bits_as_in_a_batch() {
         }
     }
 }
+
+/// `C ← A·B`, then `C + bias` (then `max(·, 0)`) as a separate pass: what
+/// `gemm_bias` must reproduce bit for bit.
+fn product_then_bias(
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    bias: &[f32],
+    relu: bool,
+) -> Array2<f32> {
+    let mut c = Array2::zeros((a.nrows(), b.ncols()));
+    gemm::gemm(1.0, a, b, 0.0, c.view_mut()).unwrap();
+    for mut row in c.rows_mut() {
+        for (v, b) in row.iter_mut().zip(bias) {
+            let z = *v + b;
+            *v = if relu { z.max(0.0) } else { z };
+        }
+    }
+    c
+}
+
+#[test]
+fn gemm_bias_is_the_product_then_the_bias_pass() {
+    // Every kernel path: few rows (m ≤ 4), edge tiles, one and several k blocks,
+    // transposed operands; on one thread and two.
+    let shapes = [
+        (1, 1, 1),
+        (1, 300, 700),
+        (3, 129, 255),
+        (7, 17, 7),
+        (17, 33, 300),
+        (255, 7, 600),
+        (256, 512, 784),
+        (1000, 70, 255),
+    ];
+    for threads in [1, 2] {
+        with_threads(threads, || {
+            for &(m, n, k) in &shapes {
+                let seed = (m * 31 + n * 17 + k) as u64;
+                let a = uniform(m, k, seed);
+                let at = uniform(k, m, seed + 1);
+                let b = uniform(k, n, seed + 2);
+                let bt = uniform(n, k, seed + 3);
+                let bias = uniform(1, n, seed + 4).into_raw_vec_and_offset().0;
+                for (a, b) in [(a.view(), b.view()), (at.t(), bt.t())] {
+                    for relu in [false, true] {
+                        let want = product_then_bias(a, b, &bias, relu);
+                        let mut got = Array2::from_elem((m, n), f32::NAN);
+                        let epilogue = gemm::Epilogue::new(&bias, relu);
+                        gemm::gemm_bias(a, b, got.view_mut(), &epilogue).unwrap();
+                        assert!(!epilogue.saw_non_finite(), "{m}x{n}x{k}");
+                        for ((i, j), w) in want.indexed_iter() {
+                            assert_eq!(
+                                got[[i, j]].to_bits(),
+                                w.to_bits(),
+                                "{m}x{n}x{k} relu={relu} threads={threads}: C[{i},{j}]"
+                            );
+                        }
+                        if relu {
+                            assert!(got.iter().all(|&v| v >= 0.0));
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn gemm_bias_on_strided_output_and_empty_k() {
+    let a = uniform(19, 23, 5);
+    let b = uniform(23, 29, 6);
+    let bias = uniform(1, 29, 7).into_raw_vec_and_offset().0;
+    let want = product_then_bias(a.view(), b.view(), &bias, true);
+    let mut big = Array2::from_elem((19, 58), 7.0f32);
+    let relu = gemm::Epilogue::new(&bias, true);
+    gemm::gemm_bias(a.view(), b.view(), big.slice_mut(s![.., ..;2]), &relu).unwrap();
+    for ((i, j), &w) in want.indexed_iter() {
+        assert_eq!(big[[i, 2 * j]], w);
+        assert_eq!(big[[i, 2 * j + 1]], 7.0, "gemm_bias wrote outside its view");
+    }
+    // k = 0: C is the bias alone.
+    let mut c = Array2::from_elem((3, 29), f32::NAN);
+    let plain = gemm::Epilogue::new(&bias, false);
+    gemm::gemm_bias(
+        Array2::zeros((3, 0)).view(),
+        Array2::zeros((0, 29)).view(),
+        c.view_mut(),
+        &plain,
+    )
+    .unwrap();
+    assert!(
+        c.rows()
+            .into_iter()
+            .all(|r| r.as_slice().unwrap() == &bias[..])
+    );
+    // One bias per column, or an error.
+    let mut c = Array2::zeros((19, 29));
+    let short = gemm::Epilogue::new(&bias[..28], false);
+    let err = gemm::gemm_bias(a.view(), b.view(), c.view_mut(), &short).unwrap_err();
+    assert!(matches!(err, feedforward::Error::Shape { .. }), "{err}");
+}
+
+#[test]
+fn gemm_bias_notes_nan_and_infinity_before_the_clamp() {
+    // A NaN or ∞ anywhere in a row of A spoils every result of that row, even
+    // where ReLU would clamp it to 0; finite operands leave the flag down unless
+    // the sum overflows.
+    for &(m, n, k) in &[(1, 40, 30), (4, 300, 700), (50, 70, 300), (300, 33, 17)] {
+        for threads in [1, 2] {
+            with_threads(threads, || {
+                let mut a = uniform(m, k, 1);
+                let b = uniform(k, n, 2);
+                let bias = vec![0.0; n];
+                let run = |a: &Array2<f32>| {
+                    let mut c = Array2::zeros((m, n));
+                    let relu = gemm::Epilogue::new(&bias, true);
+                    gemm::gemm_bias(a.view(), b.view(), c.view_mut(), &relu).unwrap();
+                    relu.saw_non_finite()
+                };
+                assert!(!run(&a), "{m}x{n}x{k}: finite");
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let (i, p) = (m - 1, k / 2);
+                    let keep = a[[i, p]];
+                    a[[i, p]] = bad;
+                    assert!(run(&a), "{m}x{n}x{k}: {bad} at ({i}, {p})");
+                    a[[i, p]] = keep;
+                }
+                a.fill(3e38);
+                assert!(run(&a), "{m}x{n}x{k}: overflow");
+            });
+        }
+    }
+}

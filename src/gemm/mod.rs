@@ -13,12 +13,15 @@
 
 #[cfg(feature = "blas")]
 pub mod blas;
+mod epilogue;
 pub mod reference;
 pub mod simd;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::error::{Error, Result, shape_str};
+
+pub use epilogue::Epilogue;
 
 /// Which implementation [`gemm`] dispatches to in this build.
 pub const BACKEND: &str = if cfg!(feature = "blas") {
@@ -66,16 +69,83 @@ pub fn gemm(
         // such products go there, so that OpenBLAS's own threads are not woken
         // between them to compete with rayon's for the cores.
         if simd::is_few_rows(&a, &b) {
-            simd::gemm(alpha, a, b, beta, c, Parallelism::auto());
+            simd::gemm(alpha, a, b, beta, c, Parallelism::auto(), None);
         } else {
             blas::gemm(alpha, a, b, beta, c);
         }
     }
     #[cfg(not(feature = "blas"))]
     {
-        simd::gemm(alpha, a, b, beta, c, Parallelism::auto());
+        simd::gemm(alpha, a, b, beta, c, Parallelism::auto(), None);
     }
     Ok(())
+}
+
+/// Computes `C ← A·B`, then `C[i, j] ← g(C[i, j] + bias[j])` by `epilogue`: a
+/// dense layer's forward product, with its bias and (for ReLU) its activation.
+///
+/// Shapes as in [`gemm`]; the epilogue has one bias per column of C. The default
+/// backend applies the epilogue to each tile of C as soon as it is complete, while
+/// it is still in cache; BLAS builds apply it in one pass after the product. The
+/// results are the same bits either way as a product followed by that pass.
+/// Afterwards [`Epilogue::saw_non_finite`] tells whether any `C + bias` was NaN or
+/// infinite.
+///
+/// # Errors
+/// [`Error::Shape`] when the dimensions disagree, or the bias is not one per column.
+///
+/// # Example
+/// ```
+/// use ndarray::{array, Array2};
+/// use feedforward::gemm::{gemm_bias, Epilogue};
+/// let x = array![[1.0f32, 2.0]];
+/// let w = array![[1.0f32, -1.0], [1.0, -1.0]];
+/// let mut z = Array2::zeros((1, 2));
+/// let relu = Epilogue::new(&[0.5, 0.5], true);
+/// gemm_bias(x.view(), w.view(), z.view_mut(), &relu)?;
+/// assert_eq!(z, array![[3.5, 0.0]]); // max(3 + 0.5, 0), max(-3 + 0.5, 0)
+/// assert!(!relu.saw_non_finite());
+/// # Ok::<(), feedforward::Error>(())
+/// ```
+pub fn gemm_bias(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    c: ArrayViewMut2<'_, f32>,
+    epilogue: &Epilogue<'_>,
+) -> Result<()> {
+    check_shapes(&a, &b, &c)?;
+    if epilogue.cols() != c.ncols() {
+        return Err(Error::Shape {
+            context: "gemm_bias: one bias per column of C",
+            expected: format!("{} biases", c.ncols()),
+            got: format!("{} biases", epilogue.cols()),
+        });
+    }
+    #[cfg(feature = "blas")]
+    {
+        if simd::is_few_rows(&a, &b) {
+            simd::gemm(1.0, a, b, 0.0, c, Parallelism::auto(), Some(epilogue));
+        } else {
+            let mut c = c;
+            blas::gemm(1.0, a, b, 0.0, c.view_mut());
+            apply_epilogue(epilogue, &mut c);
+        }
+    }
+    #[cfg(not(feature = "blas"))]
+    {
+        simd::gemm(1.0, a, b, 0.0, c, Parallelism::auto(), Some(epilogue));
+    }
+    Ok(())
+}
+
+/// Applies `epilogue` to the whole of C in one pass (in parallel when C is contiguous).
+pub(crate) fn apply_epilogue(epilogue: &Epilogue<'_>, c: &mut ArrayViewMut2<'_, f32>) {
+    let (rows, cols) = c.dim();
+    match c.as_slice_mut() {
+        Some(s) => epilogue.apply(s),
+        // SAFETY: the view is valid and writable over its shape and strides.
+        None => unsafe { epilogue.apply_block(MatMut::from_view(c), rows, cols, 0) },
+    }
 }
 
 /// Checks `A: m × k`, `B: k × n`, `C: m × n`.

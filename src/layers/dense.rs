@@ -54,7 +54,12 @@ impl Dense {
     }
 
     /// `out = g(x·W + b)` for `rows` rows; with `activate = false` the activation is
-    /// left for the caller (the output layer keeps its logits).
+    /// left for the caller (the output layer keeps its logits). Returns whether
+    /// every `x·W + b` was finite (when not, the caller looks for a NaN or
+    /// infinity in `x`: see [`gemm::Epilogue`]).
+    ///
+    /// The bias, and ReLU, are applied by the product's epilogue; other
+    /// activations in a pass of their own.
     pub(crate) fn forward(
         &self,
         params: &[f32],
@@ -62,19 +67,23 @@ impl Dense {
         out: &mut [f32],
         rows: usize,
         activate: bool,
-    ) {
+    ) -> bool {
         let (w, b) = self.split(params);
         let x = view(x, rows, self.inputs);
         let w = view(w, self.inputs, self.outputs);
-        let mut z = view_mut(out, rows, self.outputs);
-        gemm::gemm(1.0, x, w, 0.0, z.view_mut())
-            .expect("dense forward: shapes are fixed by construction");
+        let z = &mut out[..rows * self.outputs];
         let act = if activate {
             self.activation
         } else {
             Activation::Identity
         };
-        act.bias_forward_in_place(z.as_slice_mut().expect("contiguous"), b);
+        let epilogue = gemm::Epilogue::new(b, act == Activation::Relu);
+        gemm::gemm_bias(x, w, view_mut(z, rows, self.outputs), &epilogue)
+            .expect("dense forward: shapes are fixed by construction");
+        if !matches!(act, Activation::Identity | Activation::Relu) {
+            act.forward_in_place(z, self.outputs);
+        }
+        !epilogue.saw_non_finite()
     }
 
     /// Parameter gradients from `dz` (`rows × n_out`, already through the

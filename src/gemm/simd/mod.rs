@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use kernel::{LANES, V};
 pub use kernel::{MR, NR};
 
-use super::{MatMut, MatRef, Parallelism};
+use super::{Epilogue, MatMut, MatRef, Parallelism};
 use crate::error::Result;
 
 /// Depth of a packed block (`k` per pass): an A sliver (`MR·KC`) and a B sliver
@@ -111,7 +111,7 @@ pub fn gemm_with(
     par: Parallelism,
 ) -> Result<()> {
     super::check_shapes(&a, &b, &c)?;
-    gemm(alpha, a, b, beta, c, par);
+    gemm(alpha, a, b, beta, c, par, None);
     Ok(())
 }
 
@@ -123,7 +123,8 @@ pub(crate) fn is_few_rows(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> b
     (1..=small::SMALL_M).contains(&a.nrows()) && b.strides()[1] == 1
 }
 
-/// [`gemm_with`] without the shape check (the caller has done it).
+/// [`gemm_with`] without the shape check (the caller has done it), followed by
+/// `epilogue` on each tile of C once its last block of `k` is in.
 pub(crate) fn gemm(
     alpha: f32,
     a: ArrayView2<'_, f32>,
@@ -131,6 +132,7 @@ pub(crate) fn gemm(
     beta: f32,
     mut c: ArrayViewMut2<'_, f32>,
     par: Parallelism,
+    epilogue: Option<&Epilogue<'_>>,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -139,6 +141,9 @@ pub(crate) fn gemm(
     }
     if k == 0 || alpha == 0.0 {
         super::scale_c(beta, &mut c);
+        if let Some(e) = epilogue {
+            super::apply_epilogue(e, &mut c);
+        }
         return;
     }
     // The small-m path streams B once, from memory or L2: splitting its columns
@@ -157,9 +162,9 @@ pub(crate) fn gemm(
     // SAFETY: the views are valid for their shapes and borrowed for this call.
     unsafe {
         if m <= small::SMALL_M && b.cs == 1 {
-            small::gemm(m, n, k, alpha, a, b, beta, c, par);
+            small::gemm(m, n, k, alpha, a, b, beta, c, par, epilogue);
         } else {
-            loops(m, n, k, alpha, a, b, beta, c, par);
+            loops(m, n, k, alpha, a, b, beta, c, par, epilogue);
         }
     }
 }
@@ -179,6 +184,7 @@ unsafe fn loops(
     beta: f32,
     c: MatMut,
     par: Parallelism,
+    epilogue: Option<&Epilogue<'_>>,
 ) {
     let threads = par.threads();
     // Loop 3's blocks: a multiple of the thread count (3 blocks of MC on 2
@@ -236,6 +242,7 @@ unsafe fn loops(
                         for pc in (ps..ps + depth).step_by(kb) {
                             let kc = kb.min(k - pc);
                             let beta = if pc == 0 { beta } else { 1.0 };
+                            let epilogue = if pc + kc == k { epilogue } else { None };
                             let packed_a = &mut packed_a[..rows * kc];
                             // SAFETY: the A block (mc × kc at (ic, pc)) lies inside a;
                             // the C block (ic.., jc..) is written by this task only.
@@ -251,6 +258,7 @@ unsafe fn loops(
                                     &packed_b[(pc - ps) * panel..],
                                     beta,
                                     c.offset(ic, jc),
+                                    epilogue.map(|e| (e, jc)),
                                 );
                             }
                         }
@@ -299,7 +307,8 @@ fn run_tasks(par: Parallelism, tasks: usize, task: impl Fn(usize) + Sync + Send)
     }
 }
 
-/// Loops 2 and 1 over one packed A block and the B slivers in `slivers`.
+/// Loops 2 and 1 over one packed A block and the B slivers in `slivers`; then
+/// `epilogue` on each tile, given the block's first column in the whole C.
 ///
 /// # Safety
 /// `c` must be a writable `mc × nc` block; the packed buffers must match `mc`, `nc`, `kc`.
@@ -314,6 +323,7 @@ unsafe fn macro_kernel(
     packed_b: &[f32],
     beta: f32,
     c: MatMut,
+    epilogue: Option<(&Epilogue<'_>, usize)>,
 ) {
     // Loop 2: B slivers (each stays in L1 while loop 1 sweeps the A block).
     for jr in slivers {
@@ -332,6 +342,10 @@ unsafe fn macro_kernel(
                     (NR, 1) => kernel::tile_rows::<2>(mr, kc, a, b, ct.ptr, rs, alpha, beta),
                     (LANES, 1) => kernel::tile_rows::<1>(mr, kc, a, b, ct.ptr, rs, alpha, beta),
                     _ => edge_tile(kc, a, b, ct, mr, nr, alpha, beta),
+                }
+                // The tile has just been stored: still in L1.
+                if let Some((e, first_col)) = epilogue {
+                    e.apply_block(ct, mr, nr, first_col + j0);
                 }
             }
         }

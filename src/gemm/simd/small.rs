@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::depth_block;
 use super::kernel::{LANES, V};
-use crate::gemm::{MatMut, MatRef, Parallelism};
+use crate::gemm::{Epilogue, MatMut, MatRef, Parallelism};
 
 /// Largest `m` handled here.
 pub(crate) const SMALL_M: usize = 4;
@@ -25,7 +25,8 @@ const BLOCK: usize = VECTORS * LANES;
 /// Column blocks below this many multiply-adds each are not worth a thread.
 const PARALLEL_MACS: usize = 1 << 17;
 
-/// `C ← α·A·B + β·C` for `m ≤ SMALL_M`, with `b.cs == 1`.
+/// `C ← α·A·B + β·C` for `m ≤ SMALL_M`, with `b.cs == 1`; then `epilogue` on
+/// each row's block of columns once it is complete.
 ///
 /// # Safety
 /// As [`super::loops`].
@@ -40,10 +41,13 @@ pub(crate) unsafe fn gemm(
     beta: f32,
     c: MatMut,
     par: Parallelism,
+    epilogue: Option<&Epilogue<'_>>,
 ) {
     let blocks = n.div_ceil(BLOCK);
     // SAFETY: each block writes its own columns of C.
-    let body = |blk: usize| unsafe { column_block(m, n, k, blk * BLOCK, alpha, a, b, beta, c) };
+    let body = |blk: usize| unsafe {
+        column_block(m, n, k, blk * BLOCK, alpha, a, b, beta, c, epilogue);
+    };
     if par.threads() > 1 && worth_splitting(m, n, k) {
         // One contiguous run of column blocks per thread, the same run every call,
         // so that each thread's share of B stays in its core's cache.
@@ -73,6 +77,7 @@ unsafe fn column_block(
     b: MatRef,
     beta: f32,
     c: MatMut,
+    epilogue: Option<&Epilogue<'_>>,
 ) {
     let width = BLOCK.min(n - j0);
     let kb = depth_block(k);
@@ -122,6 +127,10 @@ unsafe fn column_block(
                     };
                 }
             }
+        }
+        if let Some(e) = epilogue {
+            // SAFETY: row i of C, columns j0..j0 + width.
+            unsafe { e.apply_block(c.offset(i, j0), 1, width, j0) };
         }
     }
 }
