@@ -10,6 +10,9 @@
 //! loop 1          for ir in 0..mc step MR   micro-kernel: MR × NR tile of C
 //! ```
 //!
+//! With an [`Epilogue`] (a dense layer's bias and ReLU), loop 1 applies it to each
+//! tile right after the tile's last block of `k` is stored, while it is in L1.
+//!
 //! Loops 3 and 2 together are split into independent tasks over output blocks and
 //! run on rayon; `k` is never split, so every element of C is accumulated in the same
 //! order whatever the thread count: results are bit-identical for 1 or N threads.
