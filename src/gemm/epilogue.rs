@@ -15,9 +15,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::MatMut;
-
-/// The exponent bits of an `f32`: all set for NaN and the infinities only.
-const EXPONENT: u32 = 0x7f80_0000;
+use crate::kernels::EXPONENT;
 
 /// `c ← c + bias[j]`, then `c ← max(c, 0)` when `relu`, element `(i, j)` of C.
 #[derive(Debug)]

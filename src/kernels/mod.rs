@@ -114,7 +114,7 @@ pub(crate) fn first_non_finite(data: &[f32], cols: usize) -> Option<(usize, usiz
 }
 
 /// The exponent bits of an `f32`: all set for NaN and the infinities only.
-const EXPONENT: u32 = 0x7f80_0000;
+pub(crate) const EXPONENT: u32 = 0x7f80_0000;
 
 /// Copies the rows `indices` of `src` (`cols` wide, row stride `stride`) into `dst`, in order.
 pub(crate) fn gather_rows(
