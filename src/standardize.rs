@@ -4,6 +4,10 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
+use crate::io::{Batch, DataSource};
+
+/// Rows read per call when measuring a [`DataSource`].
+const FIT_ROWS: usize = 1024;
 
 /// Per-column mean and standard deviation of the training features.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,19 +39,49 @@ impl Standardizer {
             return Err(Error::Empty("standardize: features"));
         }
         let mut mean = vec![0.0f64; x.ncols()];
-        for row in x.rows() {
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += f64::from(v);
-            }
-        }
+        add_rows(&mut mean, x);
         mean.iter_mut().for_each(|m| *m /= n as f64);
         let mut var = vec![0.0f64; x.ncols()];
-        for row in x.rows() {
-            for ((s, &m), &v) in var.iter_mut().zip(&mean).zip(row) {
-                let d = f64::from(v) - m;
-                *s += d * d;
-            }
+        add_squared_deviations(&mut var, &mean, x);
+        Ok(Self::from_sums(&mean, &var, n))
+    }
+
+    /// [`Standardizer::fit`] over a [`DataSource`], read twice in row order a
+    /// block at a time (the mean, then the variance), so that a file larger than
+    /// memory can be measured. The sums are `fit`'s, in the same order: the
+    /// result is bit-identical to `fit` on the same rows in memory.
+    ///
+    /// ```
+    /// use feedforward::Standardizer;
+    /// use feedforward::io::ArraySource;
+    /// let x = ndarray::array![[1.0f32, 5.0], [3.0, 5.0]];
+    /// let y = ndarray::array![0usize, 1];
+    /// let mut source = ArraySource::new(x.view(), feedforward::Targets::Classes(y.view()))?;
+    /// assert_eq!(Standardizer::fit_source(&mut source)?, Standardizer::fit(x.view())?);
+    /// # Ok::<(), feedforward::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Empty`] for no rows; the source's own read errors.
+    pub fn fit_source<S: DataSource + ?Sized>(source: &mut S) -> Result<Standardizer> {
+        let (n, width) = (source.rows(), source.features());
+        if n == 0 {
+            return Err(Error::Empty("standardize: features"));
         }
+        let mut batch = Batch::default();
+        let mut idx = Vec::with_capacity(FIT_ROWS);
+        let mut mean = vec![0.0f64; width];
+        for_each_block(source, &mut batch, &mut idx, |x| add_rows(&mut mean, x))?;
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let mut var = vec![0.0f64; width];
+        for_each_block(source, &mut batch, &mut idx, |x| {
+            add_squared_deviations(&mut var, &mean, x);
+        })?;
+        Ok(Self::from_sums(&mean, &var, n))
+    }
+
+    /// The statistics from column means and sums of squared deviations over `n` rows.
+    fn from_sums(mean: &[f64], var: &[f64], n: usize) -> Standardizer {
         let std = var
             .iter()
             .map(|&s| {
@@ -55,10 +89,10 @@ impl Standardizer {
                 if sd > 1e-12 { sd as f32 } else { 1.0 }
             })
             .collect();
-        Ok(Standardizer {
-            mean: mean.into_iter().map(|m| m as f32).collect(),
+        Standardizer {
+            mean: mean.iter().map(|&m| m as f32).collect(),
             std,
-        })
+        }
     }
 
     /// Number of columns.
@@ -89,10 +123,72 @@ impl Standardizer {
             });
         }
         for mut row in x.rows_mut() {
-            for ((v, &m), &s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
-                *v = (*v - m) / s;
-            }
+            self.standardize_row(row.iter_mut());
         }
         Ok(())
     }
+
+    /// [`Standardizer::transform_in_place`] on row-major rows of
+    /// [`Standardizer::width`] values each.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `rows` is not a whole number of rows.
+    pub fn transform_rows(&self, rows: &mut [f32]) -> Result<()> {
+        let width = self.width();
+        if width == 0 || !rows.len().is_multiple_of(width) {
+            return Err(Error::Shape {
+                context: "standardize",
+                expected: format!("rows of {width} values"),
+                got: format!("{} values", rows.len()),
+            });
+        }
+        for row in rows.chunks_exact_mut(width) {
+            self.standardize_row(row.iter_mut());
+        }
+        Ok(())
+    }
+
+    /// `(x − μ) / σ` over one row's values.
+    fn standardize_row<'a>(&self, row: impl Iterator<Item = &'a mut f32>) {
+        for ((v, &m), &s) in row.zip(&self.mean).zip(&self.std) {
+            *v = (*v - m) / s;
+        }
+    }
+}
+
+/// Adds each row of `x` to `sums`, column by column, in `f64`.
+fn add_rows(sums: &mut [f64], x: ArrayView2<'_, f32>) {
+    for row in x.rows() {
+        for (m, &v) in sums.iter_mut().zip(row) {
+            *m += f64::from(v);
+        }
+    }
+}
+
+/// Adds `(x − mean)²` of each row of `x` to `sums`, column by column, in `f64`.
+fn add_squared_deviations(sums: &mut [f64], mean: &[f64], x: ArrayView2<'_, f32>) {
+    for row in x.rows() {
+        for ((s, &m), &v) in sums.iter_mut().zip(mean).zip(row) {
+            let d = f64::from(v) - m;
+            *s += d * d;
+        }
+    }
+}
+
+/// Reads all of `source` in row order, [`FIT_ROWS`] at a time, handing each
+/// block's features to `f`.
+fn for_each_block<S: DataSource + ?Sized>(
+    source: &mut S,
+    batch: &mut Batch,
+    idx: &mut Vec<usize>,
+    mut f: impl FnMut(ArrayView2<'_, f32>),
+) -> Result<()> {
+    let rows = source.rows();
+    for start in (0..rows).step_by(FIT_ROWS) {
+        idx.clear();
+        idx.extend(start..rows.min(start + FIT_ROWS));
+        source.read(idx, batch)?;
+        f(batch.features());
+    }
+    Ok(())
 }

@@ -64,6 +64,16 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// An `.npy` file's bytes: `data` under a header for `descr` and `shape`.
+fn npy(descr: &str, shape: &str, data: Vec<u8>) -> Vec<u8> {
+    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(data);
+    out
+}
+
 /// Three separable classes in two features, label first, with a header.
 fn small_csv() -> String {
     let mut text = String::from("label,a,b\n");
@@ -227,15 +237,6 @@ fn reads_npy_npz_and_gzipped_idx() {
         .map(|i| ((i * 7919) % 97) as f32 / 97.0)
         .collect();
     let y: Vec<i64> = (0..n).map(|i| (x[i * d] > 0.5) as i64).collect();
-    let npy = |descr: &str, shape: &str, data: Vec<u8>| {
-        let header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
-        out.extend(data);
-        out
-    };
     let xb = npy(
         "<f4",
         &format!("({n}, {d})"),
@@ -709,4 +710,155 @@ fn micro_batches_train_like_whole_batches() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not a size"), "{}", stderr(&out));
+}
+
+#[test]
+fn train_stream_reads_the_file_batch_by_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (90usize, 3usize);
+    let x: Vec<f32> = (0..n * d)
+        .map(|i| ((i * 7919) % 97) as f32 / 9.7 + (i % d) as f32 * 3.0)
+        .collect();
+    let y: Vec<i64> = (0..n).map(|i| (i % 3) as i64).collect();
+    let xp = write(
+        dir.path(),
+        "x.npy",
+        npy(
+            "<f4",
+            &format!("({n}, {d})"),
+            x.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    );
+    let yp = write(
+        dir.path(),
+        "y.npy",
+        npy(
+            "<i8",
+            &format!("({n},)"),
+            y.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    );
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&xp),
+            "--labels",
+            s(&yp),
+            "--out",
+            s(out),
+            "--hidden",
+            "8",
+            "--batch-norm",
+            "--standardize",
+            "--batch-size",
+            "16",
+            "--seed",
+            "7",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        succeeds(&args);
+        model::load(out).unwrap()
+    };
+    let bits = |m: &model::Model| -> Vec<u32> {
+        m.network.parameters().iter().map(|v| v.to_bits()).collect()
+    };
+    // NPY features are shuffled every epoch as in memory, and standardised with
+    // statistics measured in two passes over the file: the same model, to the bit.
+    let memory = train(&dir.path().join("a.safetensors"), &["--epochs", "3"]);
+    let streamed = train(
+        &dir.path().join("b.safetensors"),
+        &["--epochs", "3", "--stream"],
+    );
+    assert_eq!(bits(&memory), bits(&streamed));
+    assert_eq!(memory.standardizer, streamed.standardizer);
+    assert!(memory.standardizer.is_some());
+
+    // Checkpoint and resume work the same way on a stream.
+    let ckpt = dir.path().join("c.ckpt.safetensors");
+    train(
+        &dir.path().join("c.safetensors"),
+        &[
+            "--epochs",
+            "2",
+            "--stream",
+            "--checkpoint-every",
+            "1",
+            "--checkpoint",
+            s(&ckpt),
+        ],
+    );
+    let resumed = train(
+        &dir.path().join("c.safetensors"),
+        &["--epochs", "3", "--stream", "--resume", s(&ckpt)],
+    );
+    assert_eq!(bits(&memory), bits(&resumed));
+
+    // CSV is read in file order; a validation file is read whole.
+    let csv = dir.path().join("d.csv");
+    let mut text = String::from("label,a,b,c\n");
+    for (row, label) in x.chunks(d).zip(&y) {
+        text += &format!("{label},{},{},{}\n", row[0], row[1], row[2]);
+    }
+    std::fs::write(&csv, text).unwrap();
+    let m = dir.path().join("e.safetensors");
+    let out = succeeds(&[
+        "train",
+        "--data",
+        s(&csv),
+        "--val",
+        s(&csv),
+        "--out",
+        s(&m),
+        "--stream",
+        "--epochs",
+        "2",
+        "--json",
+    ]);
+    let epochs = json_lines(&out);
+    assert_eq!(epochs.len(), 2);
+    assert!(epochs[1]["val_loss"].as_f64().is_some(), "{out}");
+
+    // What a stream cannot do is refused up front, in one line.
+    let o = dir.path().join("f.safetensors");
+    fails_with(
+        &["train", "--data", s(&xp), "--out", s(&o), "--stream"],
+        &["--stream with NPY features needs --labels"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            s(&xp),
+            "--labels",
+            s(&yp),
+            "--out",
+            s(&o),
+            "--stream",
+            "--layers",
+            "3,8,2",
+        ],
+        &[
+            s(&xp),
+            "label 2 is out of range for a network with 2 classes",
+        ],
+    );
+    let npz = write(dir.path(), "d.npz", b"PK\x05\x06");
+    fails_with(
+        &["train", "--data", s(&npz), "--out", s(&o), "--stream"],
+        &["--stream reads NPY features (with --labels) or CSV"],
+    );
+    let out = ff(&[
+        "train",
+        "--data",
+        s(&csv),
+        "--out",
+        s(&o),
+        "--stream",
+        "--val-split",
+        "0.2",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!o.exists());
 }

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use feedforward::io::{ArraySource, CsvSource, NpySource, ReadOptions};
-use feedforward::{Activation::*, Error, FitConfig, Network, Optimizer, data};
+use feedforward::io::{
+    ArraySource, CsvSource, NpySource, ReadOptions, StandardizedSource, TargetKind,
+};
+use feedforward::{Activation::*, Error, FitConfig, Network, Optimizer, Standardizer, data};
 use ndarray::Array2;
 
 fn network() -> Network {
@@ -164,4 +166,69 @@ fn bad_sources_give_clear_errors() {
         network().fit_source(&mut source, &cfg),
         Err(Error::Shape { .. })
     ));
+}
+
+#[test]
+fn standardized_sources_match_standardized_arrays() {
+    let dir = tempfile::tempdir().unwrap();
+    // More rows than one block of the statistics' reads (1024), and not a multiple of it.
+    let (x, y) = data::blobs(834, 3, 3, 11);
+    let x = x.mapv(|v| 40.0 * v + 7.0);
+    let y = y.to_vec();
+    assert_eq!(x.nrows(), 2502);
+    let (xp, yp) = write_npy(dir.path(), &x, &y);
+    let csv = dir.path().join("d.csv");
+    let mut text = String::new();
+    for (row, label) in x.rows().into_iter().zip(&y) {
+        text += &format!("{label},{},{},{}\n", row[0], row[1], row[2]);
+    }
+    std::fs::write(&csv, text).unwrap();
+
+    // The statistics measured through a source are `fit`'s, to the bit.
+    let expected = Standardizer::fit(x.view()).unwrap();
+    let mut npy_source = NpySource::open(&xp, &yp, true).unwrap();
+    assert_eq!(Standardizer::fit_source(&mut npy_source).unwrap(), expected);
+    let csv_options = ReadOptions {
+        header: Some(false),
+        ..ReadOptions::default()
+    };
+    let mut csv_source = CsvSource::open(&csv, &csv_options, true).unwrap();
+    assert_eq!(Standardizer::fit_source(&mut csv_source).unwrap(), expected);
+    assert_eq!(npy_source.target_kind(), TargetKind::Classes { max: 2 });
+    assert_eq!(csv_source.target_kind(), TargetKind::Classes { max: 2 });
+
+    // Training on the standardised stream is training on the standardised arrays.
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 64,
+        ..Default::default()
+    };
+    let xs = expected.transform(x.view()).unwrap();
+    let mut memory = network();
+    memory.fit(xs.view(), (&y[..]).into(), &cfg).unwrap();
+    let mut streamed = network();
+    let mut source = StandardizedSource::new(npy_source, expected.clone()).unwrap();
+    streamed.fit_source(&mut source, &cfg).unwrap();
+    assert_eq!(bits(&memory), bits(&streamed));
+    // The CSV source, read after its two statistics passes, starts again at row 0.
+    let in_order = FitConfig {
+        shuffle: false,
+        ..cfg.clone()
+    };
+    let mut memory = network();
+    memory.fit(xs.view(), (&y[..]).into(), &in_order).unwrap();
+    let mut streamed = network();
+    let mut source = StandardizedSource::new(csv_source, expected).unwrap();
+    streamed.fit_source(&mut source, &in_order).unwrap();
+    assert_eq!(bits(&memory), bits(&streamed));
+
+    // Statistics of another width are refused.
+    let narrow = Standardizer::fit(x.slice(ndarray::s![.., ..2])).unwrap();
+    let err = StandardizedSource::new(NpySource::open(&xp, &yp, true).unwrap(), narrow)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("statistics for 3 features"), "{err}");
+    // Values targets report their width.
+    let values = NpySource::open(&xp, &xp, false).unwrap();
+    assert_eq!(values.target_kind(), TargetKind::Values { width: 3 });
 }

@@ -17,7 +17,9 @@ pub mod stream;
 pub use dataset::{Dataset, Origin};
 pub use idx::read_idx;
 pub use npy::{NpyArray, read_npy, read_npz};
-pub use stream::{ArraySource, Batch, CsvSource, DataSource, NpySource};
+pub use stream::{
+    ArraySource, Batch, CsvSource, DataSource, NpySource, StandardizedSource, TargetKind,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -15,6 +15,7 @@ use ndarray::{Array2, ArrayView2};
 use super::csv::CsvRows;
 use super::{ReadOptions, npy, read_npy};
 use crate::error::{Error, Result};
+use crate::standardize::Standardizer;
 use crate::targets::Targets;
 
 /// One mini-batch read from a [`DataSource`]; its buffers are reused.
@@ -92,6 +93,89 @@ pub trait DataSource {
     /// # Errors
     /// [`Error::Io`] or [`Error::Parse`] for a file that cannot be read.
     fn read(&mut self, idx: &[usize], batch: &mut Batch) -> Result<()>;
+}
+
+/// What a file source's targets hold, known once it is open (to size a
+/// network's output layer, or check it, before training starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// Class indices, the largest of them `max`.
+    Classes {
+        /// The largest class index.
+        max: usize,
+    },
+    /// `width` target values per row.
+    Values {
+        /// Values per row.
+        width: usize,
+    },
+}
+
+/// A [`DataSource`] whose features are standardised as they are read, with
+/// statistics measured beforehand (for example by
+/// [`Standardizer::fit_source`] over the same source).
+///
+/// ```
+/// use feedforward::io::{ArraySource, Batch, DataSource, StandardizedSource};
+/// use feedforward::{Standardizer, Targets};
+/// let x = ndarray::array![[1.0f32, 5.0], [3.0, 7.0]];
+/// let y = ndarray::array![0usize, 1];
+/// let mut source = ArraySource::new(x.view(), Targets::Classes(y.view()))?;
+/// let s = Standardizer::fit_source(&mut source)?;
+/// let mut source = StandardizedSource::new(source, s)?;
+/// let mut batch = Batch::default();
+/// source.read(&[1], &mut batch)?;
+/// assert_eq!(batch.features(), ndarray::array![[1.0f32, 1.0]]);
+/// # Ok::<(), feedforward::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct StandardizedSource<S> {
+    inner: S,
+    standardizer: Standardizer,
+}
+
+impl<S: DataSource> StandardizedSource<S> {
+    /// `inner`'s rows standardised with `standardizer`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the statistics are for another number of features.
+    pub fn new(inner: S, standardizer: Standardizer) -> Result<Self> {
+        if standardizer.width() != inner.features() {
+            return Err(Error::Shape {
+                context: "StandardizedSource",
+                expected: format!("statistics for {} features", inner.features()),
+                got: format!("{}", standardizer.width()),
+            });
+        }
+        Ok(StandardizedSource {
+            inner,
+            standardizer,
+        })
+    }
+
+    /// The source underneath.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: DataSource> DataSource for StandardizedSource<S> {
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+    fn features(&self) -> usize {
+        self.inner.features()
+    }
+    fn random_access(&self) -> bool {
+        self.inner.random_access()
+    }
+    fn read(&mut self, idx: &[usize], batch: &mut Batch) -> Result<()> {
+        self.inner.read(idx, batch)?;
+        if batch.rows() > 0 {
+            self.standardizer.transform_rows(batch.features_mut())?;
+        }
+        Ok(())
+    }
 }
 
 /// Arrays in memory as a [`DataSource`].
@@ -239,6 +323,18 @@ impl NpySource {
     }
 }
 
+impl NpySource {
+    /// What the targets hold.
+    pub fn target_kind(&self) -> TargetKind {
+        match &self.targets {
+            OwnedTargets::Classes(c) => TargetKind::Classes {
+                max: c.iter().copied().max().unwrap_or(0),
+            },
+            OwnedTargets::Values(v) => TargetKind::Values { width: v.ncols() },
+        }
+    }
+}
+
 impl DataSource for NpySource {
     fn rows(&self) -> usize {
         self.rows
@@ -284,6 +380,7 @@ pub struct CsvSource {
     target_columns: Vec<usize>,
     feature_columns: Vec<usize>,
     classes: bool,
+    max_class: usize,
     reader: Option<(CsvRows, usize)>,
     scratch: Vec<f32>,
 }
@@ -297,7 +394,7 @@ impl CsvSource {
     pub fn open(path: &Path, options: &ReadOptions, classes: bool) -> Result<CsvSource> {
         let mut reader = CsvRows::open(path, options)?;
         let mut scratch = Vec::new();
-        let mut rows = 0usize;
+        let (mut rows, mut max_class) = (0usize, 0usize);
         let (mut targets, mut features) = (Vec::new(), Vec::new());
         while let Some(line) = reader.next_row(&mut scratch)? {
             if rows == 0 {
@@ -318,6 +415,9 @@ impl CsvSource {
                         column: Some(c + 1),
                         message: format!("label {v} is not a class index (an integer from 0)"),
                     });
+                }
+                if classes {
+                    max_class = max_class.max(v as usize);
                 }
             }
             if !options.allow_non_finite
@@ -344,9 +444,23 @@ impl CsvSource {
             target_columns: targets,
             feature_columns: features,
             classes,
+            max_class,
             reader: None,
             scratch,
         })
+    }
+
+    /// What the targets hold.
+    pub fn target_kind(&self) -> TargetKind {
+        if self.classes {
+            TargetKind::Classes {
+                max: self.max_class,
+            }
+        } else {
+            TargetKind::Values {
+                width: self.target_columns.len(),
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod dataset;
 mod eval;
 mod predict;
 mod train;
+mod training_data;
 
 use std::process::ExitCode;
 

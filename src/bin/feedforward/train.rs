@@ -23,6 +23,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{DataArgs, targets_for};
+use crate::training_data::{FileSource, TrainingData, takes_classes};
 use crate::{Result, json_f32};
 
 /// Metadata key of the training record in model and checkpoint files.
@@ -124,6 +125,12 @@ pub struct TrainArgs {
     /// validation split and standardisation replace the options above.
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
+    /// Read the training rows from the data file a batch at a time instead of
+    /// loading it whole: NPY features (float32, with --labels; shuffled every
+    /// epoch, as in memory) or CSV (read in file order: shuffle it once
+    /// beforehand). Validation data come from --val.
+    #[arg(long, conflicts_with_all = ["val_split", "allow_nan"])]
+    stream: bool,
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
@@ -195,8 +202,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(t) = args.threads {
         feedforward::set_threads(t)?;
     }
-    let mut data = args.data.read(&args.data.data)?;
-
     // A checkpoint supplies the network and the settings that shape the batches.
     let resumed = match &args.resume {
         Some(path) => {
@@ -243,6 +248,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if record.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
+    let loss = match &resumed {
+        Some((net, _, _)) => net.loss(),
+        None => args.loss.loss(),
+    };
+    let mut data = if args.stream {
+        TrainingData::Streamed {
+            source: FileSource::open(&args.data, takes_classes(loss))?,
+            path: args.data.data.clone(),
+        }
+    } else {
+        TrainingData::Loaded(args.data.read(&args.data.data)?)
+    };
 
     // Validation data: a seeded split of the data, or a file of its own.
     let mut val = None;
@@ -250,6 +267,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if !(fraction > 0.0 && fraction < 1.0) {
             return Err(format!("--val-split must be between 0 and 1, got {fraction}").into());
         }
+        let TrainingData::Loaded(data) = &mut data else {
+            return Err(
+                "--stream cannot split off validation rows (this run was started with --val-split); pass --val FILE"
+                    .into(),
+            );
+        };
         let n = data.len();
         let n_val = ((n as f64 * f64::from(fraction)).round() as usize)
             .clamp(1, n.saturating_sub(1).max(1));
@@ -266,7 +289,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         ));
         let (train_rows, val_rows) = order.split_at(n - n_val);
         val = Some(data.select(val_rows));
-        data = data.select(train_rows);
+        *data = data.select(train_rows);
     } else if let Some(path) = &args.val {
         val = Some(args.data.read(path)?);
     }
@@ -275,7 +298,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         Some((net, s, _)) => (net, s),
         None => {
             let standardizer = if args.standardize {
-                Some(Standardizer::fit(data.features.view())?)
+                Some(data.standardizer()?)
             } else {
                 None
             };
@@ -284,8 +307,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     };
     let inputs_of =
         |d: &feedforward::io::Dataset| crate::dataset::features_for(d, &net, standardizer.as_ref());
-    let x = inputs_of(&data)?;
-    let y = targets_for(&data, net.loss(), net.outputs())?;
+    let mut rows = data.into_rows(&net, standardizer.as_ref())?;
     let val = match &val {
         Some(v) => Some((inputs_of(v)?, targets_for(v, net.loss(), net.outputs())?)),
         None => None,
@@ -305,7 +327,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if args.checkpoint_every == Some(0) {
         return Err("--checkpoint-every must be at least 1".into());
     }
-    let report = Reporter::new(args, &record, x.nrows());
+    let report = Reporter::new(args, &record, rows.rows());
     let first = record.epochs_done + 1;
     // With early stopping, the weights of the best epoch seen in this run.
     let mut best: Option<BestWeights> = None;
@@ -324,7 +346,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             },
             ..FitConfig::default()
         };
-        let history = net.fit_with_progress(x.view(), y.view(), &config, |p| {
+        let history = rows.fit(&mut net, &config, |p| {
             report.progress(&p);
             true
         })?;
@@ -425,16 +447,16 @@ impl BestWeights {
 }
 
 /// The network the options describe, sized for `data`.
-fn build_network(args: &TrainArgs, data: &feedforward::io::Dataset) -> Result<Network> {
+fn build_network(args: &TrainArgs, data: &TrainingData) -> Result<Network> {
     let loss = args.loss.loss();
-    let features = data.features.ncols();
+    let features = data.features();
     let outputs = match loss {
         Loss::CategoricalCrossEntropy => match &args.layers {
             Some(l) => *l.last().unwrap_or(&0),
-            None => data.infer_classes()?.max(2),
+            None => data.class_count()?.max(2),
         },
         Loss::BinaryCrossEntropy => 1,
-        Loss::MultiLabelCrossEntropy | Loss::MeanSquaredError => data.targets.ncols(),
+        Loss::MultiLabelCrossEntropy | Loss::MeanSquaredError => data.target_columns(),
     };
     let hidden: Vec<usize> = match &args.layers {
         Some(l) => {
@@ -447,7 +469,7 @@ fn build_network(args: &TrainArgs, data: &feedforward::io::Dataset) -> Result<Ne
                 return Err(format!(
                     "--layers starts with {} inputs but {} has {features} feature column(s)",
                     l[0],
-                    data.origin.path.display()
+                    data.path().display()
                 )
                 .into());
             }

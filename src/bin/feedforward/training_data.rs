@@ -1,0 +1,254 @@
+//! The rows `train` learns from: a data file loaded whole, or (`--stream`) read
+//! from the file a batch at a time through the library's data sources.
+
+use std::path::Path;
+
+use feedforward::io::{
+    Batch, CsvSource, DataSource, Dataset, Format, NpySource, StandardizedSource, TargetKind,
+};
+use feedforward::{FitConfig, History, Loss, Network, Standardizer};
+use ndarray::Array2;
+
+use crate::Result;
+use crate::dataset::{DataArgs, OwnedTargets, features_for, targets_for};
+
+/// Whether `loss` takes class indices (rather than rows of target values).
+pub fn takes_classes(loss: Loss) -> bool {
+    matches!(
+        loss,
+        Loss::CategoricalCrossEntropy | Loss::BinaryCrossEntropy
+    )
+}
+
+/// A training file read a batch at a time.
+pub enum FileSource {
+    /// Memory-mapped float32 `.npy` features with their targets.
+    Npy(NpySource),
+    /// A CSV file, read in file order.
+    Csv(Box<CsvSource>),
+}
+
+impl FileSource {
+    /// Opens the data file of `data` for streaming, with class-index targets when
+    /// `classes`.
+    pub fn open(data: &DataArgs, classes: bool) -> Result<FileSource> {
+        let path = &data.data;
+        Ok(match Format::detect(path)? {
+            Format::Npy => {
+                let labels = data.labels.as_ref().ok_or_else(|| {
+                    format!(
+                        "{}: --stream with NPY features needs --labels FILE.npy",
+                        path.display()
+                    )
+                })?;
+                FileSource::Npy(NpySource::open(path, labels, classes)?)
+            }
+            Format::Csv => FileSource::Csv(Box::new(CsvSource::open(
+                path,
+                &data.options(data.label_columns())?,
+                classes,
+            )?)),
+            Format::Idx | Format::Npz => {
+                return Err(format!(
+                    "{}: --stream reads NPY features (with --labels) or CSV; train on IDX and NPZ files without --stream",
+                    path.display()
+                )
+                .into());
+            }
+        })
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        match self {
+            FileSource::Npy(s) => s.target_kind(),
+            FileSource::Csv(s) => s.target_kind(),
+        }
+    }
+}
+
+impl DataSource for FileSource {
+    fn rows(&self) -> usize {
+        match self {
+            FileSource::Npy(s) => s.rows(),
+            FileSource::Csv(s) => s.rows(),
+        }
+    }
+    fn features(&self) -> usize {
+        match self {
+            FileSource::Npy(s) => s.features(),
+            FileSource::Csv(s) => s.features(),
+        }
+    }
+    fn random_access(&self) -> bool {
+        match self {
+            FileSource::Npy(s) => s.random_access(),
+            FileSource::Csv(s) => s.random_access(),
+        }
+    }
+    fn read(&mut self, idx: &[usize], batch: &mut Batch) -> feedforward::Result<()> {
+        match self {
+            FileSource::Npy(s) => s.read(idx, batch),
+            FileSource::Csv(s) => s.read(idx, batch),
+        }
+    }
+}
+
+/// The training data before the network exists: what sizes it, and what
+/// standardisation statistics are measured on.
+pub enum TrainingData {
+    /// The whole file in memory.
+    Loaded(Dataset),
+    /// The file, to be read a batch at a time.
+    Streamed {
+        /// The source.
+        source: FileSource,
+        /// Its path, for messages.
+        path: std::path::PathBuf,
+    },
+}
+
+impl TrainingData {
+    /// The data file's path.
+    pub fn path(&self) -> &Path {
+        match self {
+            TrainingData::Loaded(d) => &d.origin.path,
+            TrainingData::Streamed { path, .. } => path,
+        }
+    }
+
+    /// Feature columns.
+    pub fn features(&self) -> usize {
+        match self {
+            TrainingData::Loaded(d) => d.features.ncols(),
+            TrainingData::Streamed { source, .. } => source.features(),
+        }
+    }
+
+    /// Classes seen in the labels (the largest label + 1).
+    pub fn class_count(&self) -> Result<usize> {
+        match self {
+            TrainingData::Loaded(d) => Ok(d.infer_classes()?),
+            TrainingData::Streamed { source, .. } => match source.target_kind() {
+                TargetKind::Classes { max } => Ok(max + 1),
+                TargetKind::Values { .. } => Err("the targets are not class labels".into()),
+            },
+        }
+    }
+
+    /// Target columns.
+    pub fn target_columns(&self) -> usize {
+        match self {
+            TrainingData::Loaded(d) => d.targets.ncols(),
+            TrainingData::Streamed { source, .. } => match source.target_kind() {
+                TargetKind::Classes { .. } => 1,
+                TargetKind::Values { width } => width,
+            },
+        }
+    }
+
+    /// Column means and deviations of the features (one pass over a streamed
+    /// file for each).
+    pub fn standardizer(&mut self) -> Result<Standardizer> {
+        Ok(match self {
+            TrainingData::Loaded(d) => Standardizer::fit(d.features.view())?,
+            TrainingData::Streamed { source, .. } => Standardizer::fit_source(source)?,
+        })
+    }
+
+    /// The rows ready for `net`: widths and labels checked against it, features
+    /// standardised (in memory now, or as each batch is read).
+    pub fn into_rows(
+        self,
+        net: &Network,
+        standardizer: Option<&Standardizer>,
+    ) -> Result<TrainingRows> {
+        let (source, path) = match self {
+            TrainingData::Loaded(d) => {
+                let x = features_for(&d, net, standardizer)?;
+                let y = targets_for(&d, net.loss(), net.outputs())?;
+                return Ok(TrainingRows::Memory { x, y });
+            }
+            TrainingData::Streamed { source, path } => (source, path),
+        };
+        let file = path.display();
+        let (want, got) = (net.inputs(), source.features());
+        if want != got {
+            return Err(format!(
+                "the model takes {want} input features but {file} has {got} feature column(s)"
+            )
+            .into());
+        }
+        let outputs = net.outputs();
+        match (net.loss(), source.target_kind()) {
+            (Loss::CategoricalCrossEntropy, TargetKind::Classes { max }) if max >= outputs => {
+                return Err(format!(
+                    "{file}: label {max} is out of range for a network with {outputs} classes"
+                )
+                .into());
+            }
+            (Loss::BinaryCrossEntropy, TargetKind::Classes { max }) if max > 1 => {
+                return Err(format!(
+                    "{file}: label {max} is not 0 or 1, as binary cross-entropy needs"
+                )
+                .into());
+            }
+            (_, TargetKind::Values { width }) if width != outputs => {
+                return Err(format!(
+                    "{file} has {width} target column(s) but the network has {outputs} output(s)"
+                )
+                .into());
+            }
+            _ => {}
+        }
+        Ok(match standardizer {
+            Some(s) => {
+                TrainingRows::StandardizedStream(StandardizedSource::new(source, s.clone())?)
+            }
+            None => TrainingRows::Stream(source),
+        })
+    }
+}
+
+/// The training rows in the form `fit` takes them.
+pub enum TrainingRows {
+    /// Features and targets in memory.
+    Memory {
+        /// Features, standardised if asked.
+        x: Array2<f32>,
+        /// Targets.
+        y: OwnedTargets,
+    },
+    /// A file read a batch at a time.
+    Stream(FileSource),
+    /// A file read a batch at a time, each batch standardised.
+    StandardizedStream(StandardizedSource<FileSource>),
+}
+
+impl TrainingRows {
+    /// Number of training rows.
+    pub fn rows(&self) -> usize {
+        match self {
+            TrainingRows::Memory { x, .. } => x.nrows(),
+            TrainingRows::Stream(s) => s.rows(),
+            TrainingRows::StandardizedStream(s) => s.rows(),
+        }
+    }
+
+    /// Trains `net` as `config` says, calling `on_progress` as `fit` does.
+    pub fn fit(
+        &mut self,
+        net: &mut Network,
+        config: &FitConfig<'_>,
+        on_progress: impl FnMut(feedforward::Progress<'_>) -> bool + Send,
+    ) -> feedforward::Result<History> {
+        match self {
+            TrainingRows::Memory { x, y } => {
+                net.fit_with_progress(x.view(), y.view(), config, on_progress)
+            }
+            TrainingRows::Stream(s) => net.fit_source_with_progress(s, config, on_progress),
+            TrainingRows::StandardizedStream(s) => {
+                net.fit_source_with_progress(s, config, on_progress)
+            }
+        }
+    }
+}
