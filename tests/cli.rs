@@ -647,6 +647,48 @@ fn early_stopping_writes_the_best_epoch() {
         model::load(&best_run).unwrap(),
     );
     assert_eq!(a.network.parameters(), b.network.parameters());
+
+    // Interrupted one epoch after the best and resumed from the checkpoint, the
+    // run still stops at the same epoch and writes the best epoch's weights: the
+    // checkpoint carries them beside its own.
+    let ckpt = dir.path().join("c.ckpt.safetensors");
+    let (first, resumed) = (
+        dir.path().join("c.safetensors"),
+        dir.path().join("d.safetensors"),
+    );
+    let until = (best + 2).to_string();
+    run(
+        &first,
+        &[
+            "--epochs",
+            &until,
+            "--early-stopping",
+            "3",
+            "--checkpoint-every",
+            "1",
+            "--checkpoint",
+            s(&ckpt),
+        ],
+    );
+    let held = model::load(&ckpt).unwrap();
+    assert_eq!(
+        held.extra_tensors["training.best.parameters"],
+        b.network.parameters()
+    );
+    let rest = run(
+        &resumed,
+        &[
+            "--epochs",
+            "100",
+            "--early-stopping",
+            "3",
+            "--resume",
+            s(&ckpt),
+        ],
+    );
+    assert_eq!(best + 2 + rest.len(), losses.len());
+    let c = model::load(&resumed).unwrap();
+    assert_eq!(a.network.parameters(), c.network.parameters());
 }
 
 #[test]

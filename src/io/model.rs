@@ -6,7 +6,7 @@
 //! `.running_mean`, `.running_var` for batch normalisation; `standardize.mean` and
 //! `standardize.std` when the inputs are standardised; and, in a checkpoint,
 //! `optimizer.first` and `optimizer.second` (laid out like
-//! [`Network::parameters`]). Metadata: `feedforward.format` (`"1"`),
+//! [`Network::parameters`]), and any extra tensors the writer adds. Metadata: `feedforward.format` (`"1"`),
 //! `feedforward.network` (JSON: inputs, layers, loss, optimizer and its step,
 //! seed, clipping), plus any entries the writer adds (the CLI stores its
 //! training settings under `feedforward.training`).
@@ -47,6 +47,8 @@ pub struct Model {
     pub has_optimizer_state: bool,
     /// The writer's own metadata entries (those not used by this module).
     pub metadata: BTreeMap<String, String>,
+    /// The writer's own tensors ([`SaveOptions::extra_tensors`]), flattened.
+    pub extra_tensors: BTreeMap<String, Vec<f32>>,
 }
 
 /// What [`save`] writes besides the network's weights.
@@ -59,7 +61,13 @@ pub struct SaveOptions<'a> {
     /// Extra metadata entries (keys must not start with `feedforward.format` or
     /// `feedforward.network`).
     pub metadata: BTreeMap<String, String>,
+    /// Extra one-dimensional `f32` tensors, such as a training tool's own state
+    /// (names must not start with `layers.`, `standardize.` or `optimizer.`).
+    pub extra_tensors: Vec<(String, &'a [f32])>,
 }
+
+/// Name prefixes of the tensors this module writes itself.
+const OWN_PREFIXES: [&str; 3] = ["layers.", "standardize.", "optimizer."];
 
 #[derive(Serialize, Deserialize)]
 struct Architecture {
@@ -112,15 +120,28 @@ struct OptimizerDesc {
 /// let net = Network::builder(4).dense(8, Relu).dense(3, Softmax).build()?;
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("net.safetensors");
-/// model::save(&path, &net, &Default::default())?;
+/// let notes = [1.5f32, -2.0];
+/// let options = model::SaveOptions {
+///     extra_tensors: vec![("my_tool.notes".into(), &notes[..])],
+///     ..Default::default()
+/// };
+/// model::save(&path, &net, &options)?;
 /// let back = model::load(&path)?;
 /// assert_eq!(back.network.parameters(), net.parameters());
+/// assert_eq!(back.extra_tensors["my_tool.notes"], notes);
+///
+/// // The model's own names are reserved.
+/// let clash = model::SaveOptions {
+///     extra_tensors: vec![("layers.0.weight".into(), &notes[..])],
+///     ..Default::default()
+/// };
+/// assert!(model::save(&path, &net, &clash).is_err());
 /// # Ok::<(), feedforward::Error>(())
 /// ```
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be written (an existing file is then left
-/// as it was).
+/// as it was); [`Error::Config`] for an extra tensor with a reserved name.
 pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result<()> {
     let params = network.parameters();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -179,6 +200,14 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
                 push(name.into(), vec![v.len()], v);
             }
         }
+    }
+    for (name, values) in &options.extra_tensors {
+        if OWN_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            return Err(Error::Config(format!(
+                "extra tensor {name:?}: the name is reserved for the model's own tensors"
+            )));
+        }
+        push(name.clone(), vec![values.len()], values);
     }
     let arch = Architecture {
         inputs: network.inputs(),
@@ -376,11 +405,19 @@ pub fn load(path: &Path) -> Result<Model> {
     } else {
         None
     };
+    let mut extra_tensors = BTreeMap::new();
+    for name in file.names() {
+        if !OWN_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            let len = file.tensor(name).map_or(0, |t| t.shape().iter().product());
+            extra_tensors.insert(name.to_string(), tensor(name, &[len])?);
+        }
+    }
     Ok(Model {
         network,
         standardizer,
         has_optimizer_state,
         metadata,
+        extra_tensors,
     })
 }
 

@@ -6,7 +6,6 @@
 //! the weights, the batch-norm statistics and the optimizer's state, so a run
 //! resumed from a checkpoint ends with the same weights as an uninterrupted one.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -115,7 +114,8 @@ pub struct TrainArgs {
     /// epoch's.
     #[arg(long, value_name = "PATIENCE")]
     early_stopping: Option<usize>,
-    /// Save a checkpoint (model and optimizer state) every N epochs.
+    /// Save a checkpoint (model and optimizer state, and with --early-stopping the
+    /// best epoch's weights) every N epochs.
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<usize>,
     /// Checkpoint file [default: beside --out, `NAME.ckpt.safetensors`].
@@ -195,6 +195,9 @@ struct TrainingRecord {
     micro_batch: Option<usize>,
     #[serde(default)]
     ghost_batch_norm: bool,
+    /// In a checkpoint, the epoch of the best weights stored beside its own.
+    #[serde(default)]
+    best_epoch: Option<usize>,
 }
 
 /// Trains as the options say and writes the model.
@@ -227,12 +230,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 )
                 .into());
             }
-            Some((m.network, m.standardizer, record))
+            let best = BestWeights::from_checkpoint(&m, &record);
+            Some((m.network, m.standardizer, record, best))
         }
         None => None,
     };
     let mut record = match &resumed {
-        Some((_, _, r)) => r.clone(),
+        Some((_, _, r, _)) => r.clone(),
         None => TrainingRecord {
             epochs_done: 0,
             batch_size: args.batch_size,
@@ -243,13 +247,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             epochs_since_best: 0,
             micro_batch: args.micro_batch,
             ghost_batch_norm: args.ghost_batch_norm,
+            best_epoch: None,
         },
     };
     if record.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
     let loss = match &resumed {
-        Some((net, _, _)) => net.loss(),
+        Some((net, ..)) => net.loss(),
         None => args.loss.loss(),
     };
     let mut data = if args.stream {
@@ -294,8 +299,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         val = Some(args.data.read(path)?);
     }
 
+    // With early stopping, the weights of the best epoch so far.
+    let mut best: Option<BestWeights> = None;
     let (mut net, standardizer) = match resumed {
-        Some((net, s, _)) => (net, s),
+        Some((net, s, _, b)) => {
+            best = b;
+            (net, s)
+        }
         None => {
             let standardizer = if args.standardize {
                 Some(data.standardizer()?)
@@ -329,8 +339,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let report = Reporter::new(args, &record, rows.rows());
     let first = record.epochs_done + 1;
-    // With early stopping, the weights of the best epoch seen in this run.
-    let mut best: Option<BestWeights> = None;
+    if record.early_stopping.is_some() && record.epochs_done > 0 && record.epochs_since_best == 0 {
+        // Resumed at the best epoch so far: the checkpoint's own weights are it.
+        best = Some(BestWeights::of(&net, record.epochs_done));
+    }
+    // Only a checkpoint's copy of the best weights is described by it.
+    record.best_epoch = None;
     for epoch in first..=args.epochs {
         let config = FitConfig {
             epochs: 1,
@@ -367,7 +381,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if let Some(n) = args.checkpoint_every
             && epoch % n == 0
         {
-            save(&checkpoint_path, &net, standardizer.as_ref(), &record, true)?;
+            // The best epoch's weights go with the checkpoint when they are not
+            // its own, so that a resumed run can still restore them.
+            let best = best.as_ref().filter(|_| record.epochs_since_best > 0);
+            save_checkpoint(&checkpoint_path, &net, standardizer.as_ref(), &record, best)?;
             report.note(&format!(
                 "checkpoint: {} (epoch {epoch})",
                 checkpoint_path.display()
@@ -395,11 +412,19 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 ));
             }
             None => report.note(
-                "the best epoch came before this resumed run: keeping the last epoch's weights",
+                "the checkpoint does not hold the best epoch's weights (written by an older version): keeping the last epoch's weights",
             ),
         }
     }
-    save(&args.out, &net, standardizer.as_ref(), &record, false)?;
+    save(
+        &args.out,
+        &net,
+        &SaveOptions {
+            standardizer: standardizer.as_ref(),
+            ..SaveOptions::default()
+        },
+        &record,
+    )?;
     report.note(&format!(
         "wrote {} ({} parameters)",
         args.out.display(),
@@ -431,6 +456,49 @@ impl BestWeights {
             parameters: net.parameters().to_vec(),
             running,
         }
+    }
+
+    /// Tensor name of the best parameters in a checkpoint (the epoch is in the
+    /// training record); the running statistics follow as
+    /// `training.best.running_mean.{j}` and `.running_var.{j}` for batch-norm layer `j`.
+    const PARAMETERS: &'static str = "training.best.parameters";
+
+    /// The best weights a checkpoint holds beside its own, if it holds any.
+    fn from_checkpoint(m: &model::Model, record: &TrainingRecord) -> Option<BestWeights> {
+        let epoch = record.best_epoch?;
+        let parameters = m.extra_tensors.get(Self::PARAMETERS)?.clone();
+        let norms = m
+            .network
+            .layers()
+            .iter()
+            .filter(|l| matches!(l, Layer::BatchNorm(_)))
+            .count();
+        let running = (0..norms)
+            .map(|j| {
+                let mean = m
+                    .extra_tensors
+                    .get(&format!("training.best.running_mean.{j}"))?;
+                let var = m
+                    .extra_tensors
+                    .get(&format!("training.best.running_var.{j}"))?;
+                Some((mean.clone(), var.clone()))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(BestWeights {
+            epoch,
+            parameters,
+            running,
+        })
+    }
+
+    /// The weights as named tensors for a checkpoint.
+    fn tensors(&self) -> Vec<(String, &[f32])> {
+        let mut t = vec![(Self::PARAMETERS.to_string(), &self.parameters[..])];
+        for (j, (mean, var)) in self.running.iter().enumerate() {
+            t.push((format!("training.best.running_mean.{j}"), &mean[..]));
+            t.push((format!("training.best.running_var.{j}"), &var[..]));
+        }
+        t
     }
 
     fn restore(&self, net: &mut Network) {
@@ -530,25 +598,39 @@ fn build_network(args: &TrainArgs, data: &TrainingData) -> Result<Network> {
     Ok(builder.build()?)
 }
 
+/// Writes a model with the training record in its metadata.
 fn save(
     path: &Path,
     net: &Network,
-    s: Option<&Standardizer>,
+    options: &SaveOptions<'_>,
     record: &TrainingRecord,
-    checkpoint: bool,
 ) -> Result<()> {
-    let mut metadata = BTreeMap::new();
-    metadata.insert(TRAINING_KEY.to_string(), serde_json::to_string(record)?);
-    model::save(
-        path,
-        net,
-        &SaveOptions {
-            standardizer: s,
-            optimizer_state: checkpoint,
-            metadata,
-        },
-    )?;
+    let mut options = options.clone();
+    options
+        .metadata
+        .insert(TRAINING_KEY.to_string(), serde_json::to_string(record)?);
+    model::save(path, net, &options)?;
     Ok(())
+}
+
+/// Writes a checkpoint: the model, the optimizer's state, and the best epoch's
+/// weights when early stopping may still need them.
+fn save_checkpoint(
+    path: &Path,
+    net: &Network,
+    standardizer: Option<&Standardizer>,
+    record: &TrainingRecord,
+    best: Option<&BestWeights>,
+) -> Result<()> {
+    let mut record = record.clone();
+    record.best_epoch = best.map(|b| b.epoch);
+    let options = SaveOptions {
+        standardizer,
+        optimizer_state: true,
+        extra_tensors: best.map(BestWeights::tensors).unwrap_or_default(),
+        ..SaveOptions::default()
+    };
+    save(path, net, &options, &record)
 }
 
 /// `model.safetensors` → `model.ckpt.safetensors`.
