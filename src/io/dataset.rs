@@ -148,7 +148,15 @@ impl Dataset {
     /// [`Error::Parse`] at the first NaN or infinite value.
     pub fn check_finite(&self) -> Result<()> {
         for (target, array) in [(false, &self.features), (true, &self.targets)] {
-            if let Some(((r, c), v)) = array.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            let first = match array.as_slice() {
+                Some(values) => crate::kernels::first_non_finite(values, array.ncols())
+                    .map(|(r, c, v)| ((r, c), v)),
+                None => array
+                    .indexed_iter()
+                    .find(|(_, v)| !v.is_finite())
+                    .map(|(at, &v)| (at, v)),
+            };
+            if let Some(((r, c), v)) = first {
                 let what = if v.is_nan() {
                     "a missing or NaN value"
                 } else {

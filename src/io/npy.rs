@@ -49,7 +49,7 @@ impl NpyArray {
 /// [`Error::Io`] when it cannot be opened; [`Error::Parse`] for a foreign file,
 /// an unsupported element type, or data shorter or longer than its shape.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    parse(&source::read_all(path)?).map_err(|m| Error::parse(path, m))
+    read_from(&mut source::open(path)?).map_err(|m| Error::parse(path, m))
 }
 
 /// Reads every array of an `.npz` archive, with its name (without `.npy`).
@@ -70,11 +70,8 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, NpyArray)>> {
             .map_err(|e| Error::parse(path, format!("entry {i}: {e}")))?
             .trim_end_matches(".npy")
             .to_string();
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::parse(path, format!("{name}: {e}")))?;
-        let array = parse(&bytes).map_err(|m| Error::parse(path, format!("{name}: {m}")))?;
+        let array =
+            read_from(&mut entry).map_err(|m| Error::parse(path, format!("{name}: {m}")))?;
         arrays.push((name, array));
     }
     Ok(arrays)
@@ -149,57 +146,84 @@ pub(crate) fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> 
     })
 }
 
-/// Parses the bytes of one `.npy` file.
-fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+/// Bytes of the file converted per read while streaming its elements.
+const CHUNK: usize = 1 << 20;
+
+/// Reads one `.npy` array from `r`, converting its elements a chunk at a time as
+/// they arrive, so that no copy of the file's bytes is held beside the result.
+fn read_from(r: &mut dyn Read) -> std::result::Result<NpyArray, String> {
+    let io = |e: std::io::Error| format!("cannot read: {e}");
+    // The magic, the version, the header's length, then the header itself.
+    let mut head = vec![0u8; 10];
+    if read_full(r, &mut head).map_err(io)? < head.len() || !head.starts_with(b"\x93NUMPY") {
+        return Err("not a NumPy .npy file (bad magic)".into());
+    }
+    if matches!(head[6], 2 | 3) {
+        head.resize(12, 0);
+        if read_full(r, &mut head[10..]).map_err(io)? < 2 {
+            return Err("truncated header".into());
+        }
+    }
+    let len = match head[6] {
+        1 => u16::from_le_bytes([head[8], head[9]]) as usize,
+        2 | 3 => u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
+        v => return Err(format!("unsupported .npy version {v}")),
+    };
+    let start = head.len();
+    head.resize(start + len, 0);
+    if read_full(r, &mut head[start..]).map_err(io)? < len {
+        return Err("truncated header".into());
+    }
     let Header {
         order,
         kind,
         size,
         fortran,
         shape,
-        data_offset,
-    } = parse_header(bytes)?;
+        ..
+    } = parse_header(&head)?;
     let descr = format!("{order}{kind}{size}");
     let big = order == '>';
     let count = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or("shape too large")?;
-    let data = &bytes[data_offset..];
-    if Some(data.len()) != count.checked_mul(size) {
-        return Err(format!(
-            "shape {shape:?} of {descr} needs {} bytes of data, found {}",
-            count.saturating_mul(size),
-            data.len()
-        ));
-    }
-    macro_rules! read {
-        ($t:ty) => {
-            data.chunks_exact(size)
-                .map(|c| {
-                    let b = c.try_into().expect("element size");
-                    (if big {
-                        <$t>::from_be_bytes(b)
-                    } else {
-                        <$t>::from_le_bytes(b)
-                    }) as f32
-                })
-                .collect::<Vec<f32>>()
-        };
-    }
-    let mut values = match (kind, size) {
-        ('f', 4) => read!(f32),
-        ('f', 8) => read!(f64),
-        ('i', 1) => read!(i8),
-        ('i', 2) => read!(i16),
-        ('i', 4) => read!(i32),
-        ('i', 8) => read!(i64),
-        ('u', 1) | ('b', 1) => read!(u8),
-        ('u', 2) => read!(u16),
-        ('u', 4) => read!(u32),
-        ('u', 8) => read!(u64),
+    let needed = count.checked_mul(size).ok_or("shape too large")?;
+    let convert: fn(&[u8], bool, &mut Vec<f32>) = match (kind, size) {
+        ('f', 4) => convert::<f32, 4>,
+        ('f', 8) => convert::<f64, 8>,
+        ('i', 1) => convert::<i8, 1>,
+        ('i', 2) => convert::<i16, 2>,
+        ('i', 4) => convert::<i32, 4>,
+        ('i', 8) => convert::<i64, 8>,
+        ('u', 1) | ('b', 1) => convert::<u8, 1>,
+        ('u', 2) => convert::<u16, 2>,
+        ('u', 4) => convert::<u32, 4>,
+        ('u', 8) => convert::<u64, 8>,
         _ => return Err(format!("unsupported element type {descr:?}")),
     };
+    let short = |found: usize| {
+        format!("shape {shape:?} of {descr} needs {needed} bytes of data, found {found}")
+    };
+    let mut values = Vec::new();
+    values
+        .try_reserve_exact(count)
+        .map_err(|_| format!("shape {shape:?} is too large to hold in memory"))?;
+    let mut buf = vec![0u8; CHUNK / size * size];
+    let mut done = 0;
+    while done < needed {
+        let want = buf.len().min(needed - done);
+        let got = read_full(r, &mut buf[..want]).map_err(io)?;
+        convert(&buf[..got / size * size], big, &mut values);
+        done += got;
+        if got < want {
+            return Err(short(done));
+        }
+    }
+    let extra = std::io::copy(r, &mut std::io::sink()).map_err(io)?;
+    if extra > 0 {
+        return Err(short(needed.saturating_add(extra as usize)));
+    }
     if fortran && shape.len() >= 2 {
         // Column-major: reverse the axes' order to get row-major.
         let reversed: Vec<usize> = shape.iter().rev().copied().collect();
@@ -210,6 +234,53 @@ fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         shape,
         data: values,
     })
+}
+
+/// Appends the elements in `bytes` (of type `T`, `N` bytes each, big-endian when
+/// `big`) to `out` as `f32`.
+fn convert<T: Element<N>, const N: usize>(bytes: &[u8], big: bool, out: &mut Vec<f32>) {
+    out.extend(bytes.chunks_exact(N).map(|c| {
+        let b: [u8; N] = c.try_into().expect("N bytes");
+        if big { T::from_be(b) } else { T::from_le(b) }.to_f32()
+    }));
+}
+
+/// An element type of `N` bytes that NumPy stores and `f32` can hold (rounded).
+trait Element<const N: usize>: Sized {
+    fn from_le(b: [u8; N]) -> Self;
+    fn from_be(b: [u8; N]) -> Self;
+    fn to_f32(self) -> f32;
+}
+
+macro_rules! element {
+    ($($t:ty),*) => {$(
+        impl Element<{ size_of::<$t>() }> for $t {
+            fn from_le(b: [u8; size_of::<$t>()]) -> Self {
+                <$t>::from_le_bytes(b)
+            }
+            fn from_be(b: [u8; size_of::<$t>()]) -> Self {
+                <$t>::from_be_bytes(b)
+            }
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+        }
+    )*};
+}
+element!(f32, f64, i8, i16, i32, i64, u8, u16, u32, u64);
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// The text of `'key': value` in a Python dict literal (a tuple stays whole).
@@ -245,6 +316,10 @@ mod tests {
         out
     }
 
+    fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+        read_from(&mut &bytes[..])
+    }
+
     #[test]
     fn reads_f32_i64_and_fortran_order() {
         let f: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
@@ -274,5 +349,25 @@ mod tests {
         let e = parse(&npy("<c8", "(1,)", false, &[0; 8])).unwrap_err();
         assert!(e.contains("unsupported"), "{e}");
         assert!(parse(b"PK\x03\x04 not npy").unwrap_err().contains("magic"));
+        let e = parse(&npy("<f4", "(2, 3)", false, &[0; 30])).unwrap_err();
+        assert!(e.contains("needs 24 bytes of data, found 30"), "{e}");
+        let e = parse(&b"\x93NUMPY\x01\x00\x40\x00{'descr'"[..]).unwrap_err();
+        assert!(e.contains("truncated header"), "{e}");
+    }
+
+    #[test]
+    fn reads_arrays_larger_than_one_chunk() {
+        // Several chunks of the reader, the last one partial, in both byte orders.
+        let n = CHUNK / 8 * 3 + 5;
+        let values: Vec<f64> = (0..n).map(|i| i as f64 * 0.5 - 7.0).collect();
+        let expected: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        let le: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let a = parse(&npy("<f8", &format!("({n},)"), false, &le)).unwrap();
+        assert_eq!(a.data, expected);
+        let be: Vec<u8> = values.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let a = parse(&npy(">f8", &format!("({n},)"), false, &be)).unwrap();
+        assert_eq!(a.data, expected);
+        let e = parse(&npy("<f8", &format!("({},)", n + 1), false, &le)).unwrap_err();
+        assert!(e.contains(&format!("found {}", le.len())), "{e}");
     }
 }

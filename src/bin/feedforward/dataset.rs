@@ -169,6 +169,15 @@ pub fn features_for(
     network: &Network,
     standardizer: Option<&Standardizer>,
 ) -> Result<Array2<f32>> {
+    check_feature_width(data, network)?;
+    Ok(match standardizer {
+        Some(s) => s.transform(data.features.view())?,
+        None => data.features.clone(),
+    })
+}
+
+/// An error unless `data` has as many feature columns as `network` has inputs.
+pub fn check_feature_width(data: &Dataset, network: &Network) -> Result<()> {
     let (want, got) = (network.inputs(), data.features.ncols());
     if want != got {
         return Err(format!(
@@ -177,8 +186,5 @@ pub fn features_for(
         )
         .into());
     }
-    Ok(match standardizer {
-        Some(s) => s.transform(data.features.view())?,
-        None => data.features.clone(),
-    })
+    Ok(())
 }

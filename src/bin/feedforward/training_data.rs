@@ -10,7 +10,7 @@ use feedforward::{FitConfig, History, Loss, Network, Standardizer};
 use ndarray::Array2;
 
 use crate::Result;
-use crate::dataset::{DataArgs, OwnedTargets, features_for, targets_for};
+use crate::dataset::{DataArgs, OwnedTargets, check_feature_width, targets_for};
 
 /// Whether `loss` takes class indices (rather than rows of target values).
 pub fn takes_classes(loss: Loss) -> bool {
@@ -164,8 +164,13 @@ impl TrainingData {
     ) -> Result<TrainingRows> {
         let (source, path) = match self {
             TrainingData::Loaded(d) => {
-                let x = features_for(&d, net, standardizer)?;
+                check_feature_width(&d, net)?;
                 let y = targets_for(&d, net.loss(), net.outputs())?;
+                // Standardised in place: one copy of a large data set, not two.
+                let mut x = d.features;
+                if let Some(s) = standardizer {
+                    s.transform_in_place(&mut x)?;
+                }
                 return Ok(TrainingRows::Memory { x, y });
             }
             TrainingData::Streamed { source, path } => (source, path),
