@@ -356,6 +356,21 @@ mod tests {
     }
 
     #[test]
+    fn reads_gzipped_files() {
+        use std::io::Write;
+        let values: Vec<u8> = [1.5f32, -2.0, 4.25]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&npy("<f4", "(3,)", false, &values)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.npy.gz");
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        assert_eq!(read_npy(&path).unwrap().data, vec![1.5, -2.0, 4.25]);
+    }
+
+    #[test]
     fn reads_arrays_larger_than_one_chunk() {
         // Several chunks of the reader, the last one partial, in both byte orders.
         let n = CHUNK / 8 * 3 + 5;
