@@ -862,8 +862,43 @@ fn train_stream_reads_the_file_batch_by_batch() {
     assert_eq!(epochs.len(), 2);
     assert!(epochs[1]["val_loss"].as_f64().is_some(), "{out}");
 
+    // NPY validation data take a labels file of their own.
+    let out = succeeds(&[
+        "train",
+        "--data",
+        s(&xp),
+        "--labels",
+        s(&yp),
+        "--val",
+        s(&xp),
+        "--val-labels",
+        s(&yp),
+        "--out",
+        s(&m),
+        "--stream",
+        "--epochs",
+        "1",
+        "--json",
+    ]);
+    assert!(json_lines(&out)[0]["val_loss"].as_f64().is_some(), "{out}");
+
     // What a stream cannot do is refused up front, in one line.
     let o = dir.path().join("f.safetensors");
+    fails_with(
+        &[
+            "train",
+            "--data",
+            s(&xp),
+            "--labels",
+            s(&yp),
+            "--val",
+            s(&xp),
+            "--out",
+            s(&o),
+            "--stream",
+        ],
+        &["has no targets", "--val-labels"],
+    );
     fails_with(
         &["train", "--data", s(&xp), "--out", s(&o), "--stream"],
         &["--stream with NPY features needs --labels"],

@@ -99,6 +99,10 @@ pub struct TrainArgs {
     /// Validation data file (read like --data).
     #[arg(long)]
     val: Option<PathBuf>,
+    /// Targets file for IDX or NPY validation data (beside MNIST images it is
+    /// found by name).
+    #[arg(long, requires = "val")]
+    val_labels: Option<PathBuf>,
     /// Standardise every feature with the training data's mean and standard
     /// deviation (stored in the model and applied by eval and predict).
     #[arg(long)]
@@ -296,7 +300,19 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         val = Some(data.select(val_rows));
         *data = data.select(train_rows);
     } else if let Some(path) = &args.val {
-        val = Some(args.data.read(path)?);
+        let options = DataArgs {
+            labels: args.val_labels.clone(),
+            ..args.data.clone()
+        };
+        let v = options.read(path)?;
+        if v.targets.ncols() == 0 {
+            return Err(format!(
+                "{} has no targets (pass --val-labels for IDX or NPY validation data, --label for CSV)",
+                v.origin.targets_path.display()
+            )
+            .into());
+        }
+        val = Some(v);
     }
 
     // With early stopping, the weights of the best epoch so far.
