@@ -5,6 +5,7 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
 use crate::io::{Batch, DataSource};
+use crate::kernels;
 
 /// Rows read per call when measuring a [`DataSource`].
 const FIT_ROWS: usize = 1024;
@@ -32,11 +33,22 @@ impl Standardizer {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Empty`] for no rows.
+    /// [`Error::Empty`] for no rows; [`Error::NonFinite`] at the first NaN or
+    /// infinite value.
     pub fn fit(x: ArrayView2<'_, f32>) -> Result<Standardizer> {
         let n = x.nrows();
         if n == 0 {
             return Err(Error::Empty("standardize: features"));
+        }
+        let first_bad = match x.as_slice() {
+            Some(values) => kernels::first_non_finite(values, x.ncols()),
+            None => x
+                .indexed_iter()
+                .find(|(_, v)| !v.is_finite())
+                .map(|((r, c), &v)| (r, c, v)),
+        };
+        if let Some(at) = first_bad {
+            return Err(non_finite(at));
         }
         let mut mean = vec![0.0f64; x.ncols()];
         add_rows(&mut mean, x);
@@ -62,7 +74,9 @@ impl Standardizer {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Empty`] for no rows; the source's own read errors.
+    /// [`Error::Empty`] for no rows; [`Error::NonFinite`] at the first NaN or
+    /// infinite feature (row and column in the source); the source's own read
+    /// errors.
     pub fn fit_source<S: DataSource + ?Sized>(source: &mut S) -> Result<Standardizer> {
         let (n, width) = (source.rows(), source.features());
         if n == 0 {
@@ -71,10 +85,21 @@ impl Standardizer {
         let mut batch = Batch::default();
         let mut idx = Vec::with_capacity(FIT_ROWS);
         let mut mean = vec![0.0f64; width];
-        for_each_block(source, &mut batch, &mut idx, |x| add_rows(&mut mean, x))?;
+        let mut first_bad = None;
+        for_each_block(source, &mut batch, &mut idx, |start, x| {
+            if first_bad.is_none() {
+                let values = x.as_slice().expect("a batch is row-major");
+                first_bad = kernels::first_non_finite(values, width)
+                    .map(|(row, col, value)| (start + row, col, value));
+            }
+            add_rows(&mut mean, x);
+        })?;
+        if let Some(at) = first_bad {
+            return Err(non_finite(at));
+        }
         mean.iter_mut().for_each(|m| *m /= n as f64);
         let mut var = vec![0.0f64; width];
-        for_each_block(source, &mut batch, &mut idx, |x| {
+        for_each_block(source, &mut batch, &mut idx, |_, x| {
             add_squared_deviations(&mut var, &mean, x);
         })?;
         Ok(Self::from_sums(&mean, &var, n))
@@ -156,6 +181,17 @@ impl Standardizer {
     }
 }
 
+/// The error for a NaN or infinity at `(row, col)`: statistics measured over it
+/// would be NaN and spread it over the whole column.
+fn non_finite((row, col, value): (usize, usize, f32)) -> Error {
+    Error::NonFinite {
+        context: "standardize: features",
+        row,
+        col,
+        value,
+    }
+}
+
 /// Adds each row of `x` to `sums`, column by column, in `f64`.
 fn add_rows(sums: &mut [f64], x: ArrayView2<'_, f32>) {
     for row in x.rows() {
@@ -176,19 +212,19 @@ fn add_squared_deviations(sums: &mut [f64], mean: &[f64], x: ArrayView2<'_, f32>
 }
 
 /// Reads all of `source` in row order, [`FIT_ROWS`] at a time, handing each
-/// block's features to `f`.
+/// block's first row and features to `f`.
 fn for_each_block<S: DataSource + ?Sized>(
     source: &mut S,
     batch: &mut Batch,
     idx: &mut Vec<usize>,
-    mut f: impl FnMut(ArrayView2<'_, f32>),
+    mut f: impl FnMut(usize, ArrayView2<'_, f32>),
 ) -> Result<()> {
     let rows = source.rows();
     for start in (0..rows).step_by(FIT_ROWS) {
         idx.clear();
         idx.extend(start..rows.min(start + FIT_ROWS));
         source.read(idx, batch)?;
-        f(batch.features());
+        f(start, batch.features());
     }
     Ok(())
 }

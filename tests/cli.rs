@@ -921,6 +921,31 @@ fn train_stream_reads_the_file_batch_by_batch() {
             "label 2 is out of range for a network with 2 classes",
         ],
     );
+    let mut holed = x.clone();
+    holed[40 * d + 1] = f32::NAN;
+    let nan = write(
+        dir.path(),
+        "nan.npy",
+        npy(
+            "<f4",
+            &format!("({n}, {d})"),
+            holed.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    );
+    for extra in [&[][..], &["--standardize"][..]] {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&nan),
+            "--labels",
+            s(&yp),
+            "--out",
+            s(&o),
+            "--stream",
+        ];
+        args.extend_from_slice(extra);
+        fails_with(&args, &[s(&nan), "NaN", "row 40, column 1"]);
+    }
     let npz = write(dir.path(), "d.npz", b"PK\x05\x06");
     fails_with(
         &["train", "--data", s(&npz), "--out", s(&o), "--stream"],

@@ -148,6 +148,19 @@ fn bad_sources_give_clear_errors() {
         }) => {}
         other => panic!("expected a NaN at row 17, column 2: {other:?}"),
     }
+    // Standardisation statistics over it are refused at the same place (they
+    // would be NaN for the whole column), through a source and in memory.
+    for result in [
+        Standardizer::fit_source(&mut source),
+        Standardizer::fit(x.view()),
+    ] {
+        match result {
+            Err(Error::NonFinite {
+                row: 17, col: 2, ..
+            }) => {}
+            other => panic!("expected a NaN at row 17, column 2: {other:?}"),
+        }
+    }
     // A CSV source checks every row when it opens.
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "0,1,2,3\n1,2,x,4\n").unwrap();

@@ -1,7 +1,7 @@
 //! The rows `train` learns from: a data file loaded whole, or (`--stream`) read
 //! from the file a batch at a time through the library's data sources.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use feedforward::io::{
     Batch, CsvSource, DataSource, Dataset, Format, NpySource, StandardizedSource, TargetKind,
@@ -103,7 +103,7 @@ pub enum TrainingData {
         /// The source.
         source: FileSource,
         /// Its path, for messages.
-        path: std::path::PathBuf,
+        path: PathBuf,
     },
 }
 
@@ -151,7 +151,9 @@ impl TrainingData {
     pub fn standardizer(&mut self) -> Result<Standardizer> {
         Ok(match self {
             TrainingData::Loaded(d) => Standardizer::fit(d.features.view())?,
-            TrainingData::Streamed { source, .. } => Standardizer::fit_source(source)?,
+            TrainingData::Streamed { source, path } => {
+                Standardizer::fit_source(source).map_err(|e| in_file(path, e))?
+            }
         })
     }
 
@@ -206,10 +208,11 @@ impl TrainingData {
             _ => {}
         }
         Ok(match standardizer {
-            Some(s) => {
-                TrainingRows::StandardizedStream(StandardizedSource::new(source, s.clone())?)
-            }
-            None => TrainingRows::Stream(source),
+            Some(s) => TrainingRows::StandardizedStream {
+                source: StandardizedSource::new(source, s.clone())?,
+                path,
+            },
+            None => TrainingRows::Stream { source, path },
         })
     }
 }
@@ -224,9 +227,19 @@ pub enum TrainingRows {
         y: OwnedTargets,
     },
     /// A file read a batch at a time.
-    Stream(FileSource),
+    Stream {
+        /// The file.
+        source: FileSource,
+        /// Its path, for messages.
+        path: PathBuf,
+    },
     /// A file read a batch at a time, each batch standardised.
-    StandardizedStream(StandardizedSource<FileSource>),
+    StandardizedStream {
+        /// The file, standardised.
+        source: StandardizedSource<FileSource>,
+        /// Its path, for messages.
+        path: PathBuf,
+    },
 }
 
 impl TrainingRows {
@@ -234,8 +247,8 @@ impl TrainingRows {
     pub fn rows(&self) -> usize {
         match self {
             TrainingRows::Memory { x, .. } => x.nrows(),
-            TrainingRows::Stream(s) => s.rows(),
-            TrainingRows::StandardizedStream(s) => s.rows(),
+            TrainingRows::Stream { source, .. } => source.rows(),
+            TrainingRows::StandardizedStream { source, .. } => source.rows(),
         }
     }
 
@@ -245,15 +258,29 @@ impl TrainingRows {
         net: &mut Network,
         config: &FitConfig<'_>,
         on_progress: impl FnMut(feedforward::Progress<'_>) -> bool + Send,
-    ) -> feedforward::Result<History> {
-        match self {
+    ) -> Result<History> {
+        let (result, path) = match self {
             TrainingRows::Memory { x, y } => {
-                net.fit_with_progress(x.view(), y.view(), config, on_progress)
+                return Ok(net.fit_with_progress(x.view(), y.view(), config, on_progress)?);
             }
-            TrainingRows::Stream(s) => net.fit_source_with_progress(s, config, on_progress),
-            TrainingRows::StandardizedStream(s) => {
-                net.fit_source_with_progress(s, config, on_progress)
-            }
-        }
+            TrainingRows::Stream { source, path } => (
+                net.fit_source_with_progress(source, config, on_progress),
+                path,
+            ),
+            TrainingRows::StandardizedStream { source, path } => (
+                net.fit_source_with_progress(source, config, on_progress),
+                path,
+            ),
+        };
+        result.map_err(|e| in_file(path, e))
+    }
+}
+
+/// A streamed file's error, with the file named when the library's message
+/// gives only a row.
+fn in_file(path: &Path, e: feedforward::Error) -> Box<dyn std::error::Error> {
+    match e {
+        feedforward::Error::NonFinite { .. } => format!("{}: {e}", path.display()).into(),
+        other => other.into(),
     }
 }
