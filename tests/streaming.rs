@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use feedforward::io::{
-    ArraySource, CsvSource, NpySource, ReadOptions, StandardizedSource, TargetKind,
+    ArraySource, Batch, CsvSource, DataSource, NpySource, ReadOptions, RowSubset,
+    StandardizedSource, TargetKind,
 };
 use feedforward::{Activation::*, Error, FitConfig, Network, Optimizer, Standardizer, data};
 use ndarray::Array2;
@@ -244,4 +245,53 @@ fn standardized_sources_match_standardized_arrays() {
     // Values targets report their width.
     let values = NpySource::open(&xp, &xp, false).unwrap();
     assert_eq!(values.target_kind(), TargetKind::Values { width: 3 });
+}
+
+#[test]
+fn a_row_subset_trains_like_the_selected_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = blobs();
+    let (xp, yp) = write_npy(dir.path(), &x, &y);
+    // Every third row but the first, backwards.
+    let rows: Vec<usize> = (1..x.nrows()).rev().filter(|r| r % 3 != 0).collect();
+    let xs = x.select(ndarray::Axis(0), &rows);
+    let ys: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
+    let cfg = FitConfig {
+        epochs: 3,
+        batch_size: 8,
+        ..Default::default()
+    };
+    let mut memory = network();
+    memory.fit(xs.view(), (&ys[..]).into(), &cfg).unwrap();
+    let mut subset = RowSubset::new(NpySource::open(&xp, &yp, true).unwrap(), rows).unwrap();
+    assert_eq!(
+        Standardizer::fit_source(&mut subset).unwrap(),
+        Standardizer::fit(xs.view()).unwrap()
+    );
+    let mut streamed = network();
+    streamed.fit_source(&mut subset, &cfg).unwrap();
+    assert_eq!(bits(&memory), bits(&streamed));
+
+    // Rows beyond the source, a source read in order, and reads beyond the subset.
+    let err = RowSubset::new(NpySource::open(&xp, &yp, true).unwrap(), vec![0, x.nrows()])
+        .unwrap_err()
+        .to_string();
+    let n = x.nrows();
+    assert!(
+        err.contains(&format!(
+            "row {n} of a subset is beyond the source's {n} rows"
+        )),
+        "{err}"
+    );
+    let csv = dir.path().join("d.csv");
+    std::fs::write(&csv, "0,1,2,3\n1,2,3,4\n").unwrap();
+    let source = CsvSource::open(&csv, &ReadOptions::default(), true).unwrap();
+    let err = RowSubset::new(source, vec![1]).err().unwrap().to_string();
+    assert!(err.contains("any order"), "{err}");
+    let mut two = RowSubset::new(NpySource::open(&xp, &yp, true).unwrap(), vec![4, 2]).unwrap();
+    let err = two
+        .read(&[2], &mut Batch::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("row 2 is beyond the subset's 2 rows"), "{err}");
 }

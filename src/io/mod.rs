@@ -18,7 +18,7 @@ pub use dataset::{Dataset, Origin};
 pub use idx::read_idx;
 pub use npy::{NpyArray, read_npy, read_npz};
 pub use stream::{
-    ArraySource, Batch, CsvSource, DataSource, NpySource, StandardizedSource, TargetKind,
+    ArraySource, Batch, CsvSource, DataSource, NpySource, RowSubset, StandardizedSource, TargetKind,
 };
 
 use std::path::{Path, PathBuf};

@@ -131,9 +131,10 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
     /// Read the training rows from the data file a batch at a time instead of
     /// loading it whole: NPY features (float32, with --labels; shuffled every
-    /// epoch, as in memory) or CSV (read in file order: shuffle it once
-    /// beforehand). Validation data come from --val.
-    #[arg(long, conflicts_with_all = ["val_split", "allow_nan"])]
+    /// epoch, as in memory; --val-split reads only the held-out rows into
+    /// memory) or CSV (read in file order: shuffle it once beforehand; validation
+    /// data from --val).
+    #[arg(long, conflicts_with = "allow_nan")]
     stream: bool,
     /// Print nothing but errors.
     #[arg(long, short)]
@@ -276,19 +277,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if !(fraction > 0.0 && fraction < 1.0) {
             return Err(format!("--val-split must be between 0 and 1, got {fraction}").into());
         }
-        let TrainingData::Loaded(data) = &mut data else {
-            return Err(
-                "--stream cannot split off validation rows (this run was started with --val-split); pass --val FILE"
-                    .into(),
-            );
-        };
-        let n = data.len();
+        let n = data.rows();
         let n_val = ((n as f64 * f64::from(fraction)).round() as usize)
             .clamp(1, n.saturating_sub(1).max(1));
         if n < 2 {
             return Err(format!(
                 "{} has {n} row(s): too few to split off validation data",
-                data.origin.path.display()
+                data.path().display()
             )
             .into());
         }
@@ -297,8 +292,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             record.seed ^ SPLIT_SALT,
         ));
         let (train_rows, val_rows) = order.split_at(n - n_val);
-        val = Some(data.select(val_rows));
-        *data = data.select(train_rows);
+        let (training, held_out) = data.split(train_rows, val_rows)?;
+        data = training;
+        val = Some(held_out);
     } else if let Some(path) = &args.val {
         let options = DataArgs {
             labels: args.val_labels.clone(),

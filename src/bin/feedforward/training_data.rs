@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use feedforward::io::{
-    Batch, CsvSource, DataSource, Dataset, Format, NpySource, StandardizedSource, TargetKind,
+    Batch, CsvSource, DataSource, Dataset, Format, NpySource, Origin, RowSubset,
+    StandardizedSource, TargetKind,
 };
-use feedforward::{FitConfig, History, Loss, Network, Standardizer};
-use ndarray::Array2;
+use feedforward::{FitConfig, History, Loss, Network, Standardizer, Targets};
+use ndarray::{Array2, Axis};
 
 use crate::Result;
 use crate::dataset::{DataArgs, OwnedTargets, check_feature_width, targets_for};
@@ -24,6 +25,8 @@ pub fn takes_classes(loss: Loss) -> bool {
 pub enum FileSource {
     /// Memory-mapped float32 `.npy` features with their targets.
     Npy(NpySource),
+    /// The training rows of such a file, after a validation split.
+    NpyRows(RowSubset<NpySource>),
     /// A CSV file, read in file order.
     Csv(Box<CsvSource>),
 }
@@ -61,6 +64,7 @@ impl FileSource {
     fn target_kind(&self) -> TargetKind {
         match self {
             FileSource::Npy(s) => s.target_kind(),
+            FileSource::NpyRows(s) => s.inner().target_kind(),
             FileSource::Csv(s) => s.target_kind(),
         }
     }
@@ -70,24 +74,28 @@ impl DataSource for FileSource {
     fn rows(&self) -> usize {
         match self {
             FileSource::Npy(s) => s.rows(),
+            FileSource::NpyRows(s) => s.rows(),
             FileSource::Csv(s) => s.rows(),
         }
     }
     fn features(&self) -> usize {
         match self {
             FileSource::Npy(s) => s.features(),
+            FileSource::NpyRows(s) => s.features(),
             FileSource::Csv(s) => s.features(),
         }
     }
     fn random_access(&self) -> bool {
         match self {
             FileSource::Npy(s) => s.random_access(),
+            FileSource::NpyRows(s) => s.random_access(),
             FileSource::Csv(s) => s.random_access(),
         }
     }
     fn read(&mut self, idx: &[usize], batch: &mut Batch) -> feedforward::Result<()> {
         match self {
             FileSource::Npy(s) => s.read(idx, batch),
+            FileSource::NpyRows(s) => s.read(idx, batch),
             FileSource::Csv(s) => s.read(idx, batch),
         }
     }
@@ -113,6 +121,53 @@ impl TrainingData {
         match self {
             TrainingData::Loaded(d) => &d.origin.path,
             TrainingData::Streamed { path, .. } => path,
+        }
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        match self {
+            TrainingData::Loaded(d) => d.len(),
+            TrainingData::Streamed { source, .. } => source.rows(),
+        }
+    }
+
+    /// The rows `train` (in that order) for training, and the rows `held_out`
+    /// read into memory for validation. A streamed NPY file stays on disk: only
+    /// the held-out rows are read.
+    pub fn split(self, train: &[usize], held_out: &[usize]) -> Result<(TrainingData, Dataset)> {
+        match self {
+            TrainingData::Loaded(d) => {
+                let val = d.select(held_out);
+                Ok((TrainingData::Loaded(d.select(train)), val))
+            }
+            TrainingData::Streamed {
+                source: FileSource::Npy(mut npy),
+                path,
+            } => {
+                let mut batch = Batch::default();
+                npy.read(held_out, &mut batch)?;
+                let targets = match batch.targets() {
+                    Targets::Classes(c) => c.mapv(|v| v as f32).insert_axis(Axis(1)),
+                    Targets::Values(v) => v.to_owned(),
+                };
+                let val = Dataset {
+                    features: batch.features().to_owned(),
+                    targets,
+                    origin: Origin {
+                        path: path.clone(),
+                        targets_path: path.clone(),
+                        ..Origin::default()
+                    },
+                };
+                let source = FileSource::NpyRows(RowSubset::new(npy, train.to_vec())?);
+                Ok((TrainingData::Streamed { source, path }, val))
+            }
+            TrainingData::Streamed { path, .. } => Err(format!(
+                "{}: --val-split with --stream needs NPY features (a CSV file is read in order); pass --val FILE",
+                path.display()
+            )
+            .into()),
         }
     }
 
