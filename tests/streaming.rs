@@ -286,7 +286,7 @@ fn a_row_subset_trains_like_the_selected_rows() {
     let csv = dir.path().join("d.csv");
     std::fs::write(&csv, "0,1,2,3\n1,2,3,4\n").unwrap();
     let source = CsvSource::open(&csv, &ReadOptions::default(), true).unwrap();
-    let err = RowSubset::new(source, vec![1]).err().unwrap().to_string();
+    let err = RowSubset::new(source, vec![1]).unwrap_err().to_string();
     assert!(err.contains("any order"), "{err}");
     let mut two = RowSubset::new(NpySource::open(&xp, &yp, true).unwrap(), vec![4, 2]).unwrap();
     let err = two

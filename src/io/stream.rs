@@ -461,6 +461,18 @@ pub struct CsvSource {
     scratch: Vec<f32>,
 }
 
+impl std::fmt::Debug for CsvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsvSource")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .field("feature_columns", &self.feature_columns)
+            .field("target_columns", &self.target_columns)
+            .field("classes", &self.classes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CsvSource {
     /// Opens `path` with the target columns of `options.label`; with `classes`,
     /// the single target column holds class indices.
