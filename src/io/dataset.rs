@@ -203,6 +203,53 @@ impl Dataset {
         }
     }
 
+    /// Splits the rows into `train` (in that order) and a copy of `held_out`,
+    /// which together must name every row once. The training rows are
+    /// reordered in place, so that the peak memory is the data and the held-out
+    /// copy rather than two copies of the data.
+    ///
+    /// ```
+    /// use feedforward::io::Dataset;
+    /// let data = Dataset {
+    ///     features: ndarray::array![[0.0f32, 0.5], [1.0, 1.5], [2.0, 2.5]],
+    ///     targets: ndarray::array![[0.0f32], [1.0], [0.0]],
+    ///     origin: Default::default(),
+    /// };
+    /// let (train, held_out) = data.split_rows(&[2, 0], &[1])?;
+    /// assert_eq!(train.features, ndarray::array![[2.0f32, 2.5], [0.0, 0.5]]);
+    /// assert_eq!(held_out.targets, ndarray::array![[1.0f32]]);
+    /// # Ok::<(), feedforward::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless `train` and `held_out` name every row exactly once.
+    pub fn split_rows(mut self, train: &[usize], held_out: &[usize]) -> Result<(Dataset, Dataset)> {
+        let n = self.len();
+        let order: Vec<usize> = train.iter().chain(held_out).copied().collect();
+        let mut named = vec![false; n];
+        let partition = order.len() == n
+            && order
+                .iter()
+                .all(|&r| r < n && !std::mem::replace(&mut named[r], true));
+        if !partition {
+            return Err(Error::Config(format!(
+                "a split of {n} rows must name each once; got {} training and {} held-out rows",
+                train.len(),
+                held_out.len()
+            )));
+        }
+        let held = self.select(held_out);
+        permute_rows(&mut self.features, &order);
+        permute_rows(&mut self.targets, &order);
+        if let Some(lines) = &self.origin.lines {
+            self.origin.lines = Some(train.iter().map(|&r| lines[r]).collect());
+        }
+        let k = train.len();
+        self.features = self.features.slice_move(ndarray::s![..k, ..]);
+        self.targets = self.targets.slice_move(ndarray::s![..k, ..]);
+        Ok((self, held))
+    }
+
     /// The single target column as class indices, each below `classes` when given.
     ///
     /// # Errors
@@ -257,5 +304,81 @@ impl Dataset {
             .into_iter()
             .max()
             .map_or(0, |m| m + 1))
+    }
+}
+
+/// Reorders the rows of `a` in place so that row `i` holds what row `order[i]`
+/// held (`order` a permutation of the rows), following each cycle of the
+/// permutation with one row of scratch.
+fn permute_rows(a: &mut Array2<f32>, order: &[usize]) {
+    let width = a.ncols();
+    let Some(data) = a.as_slice_mut().filter(|_| width > 0) else {
+        if width > 0 {
+            *a = a.select(Axis(0), order);
+        }
+        return;
+    };
+    let row = |i: usize| i * width..(i + 1) * width;
+    let mut placed = vec![false; order.len()];
+    let mut held = vec![0.0f32; width];
+    for start in 0..order.len() {
+        if placed[start] {
+            continue;
+        }
+        held.copy_from_slice(&data[row(start)]);
+        let mut i = start;
+        loop {
+            placed[i] = true;
+            let from = order[i];
+            if from == start {
+                data[row(i)].copy_from_slice(&held);
+                break;
+            }
+            data.copy_within(row(from), i * width);
+            i = from;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_rows_is_select_without_the_second_copy() {
+        let n = 37;
+        let data = Dataset {
+            features: Array2::from_shape_fn((n, 3), |(i, j)| (i * 3 + j) as f32),
+            targets: Array2::from_shape_fn((n, 1), |(i, _)| (i % 4) as f32),
+            origin: Origin {
+                lines: Some((0..n as u64).map(|l| l + 2).collect()),
+                ..Origin::default()
+            },
+        };
+        // A permutation with several cycles, split 30 / 7.
+        let order: Vec<usize> = (0..n).map(|i| (i * 10 + 3) % n).collect();
+        let (train, held_out) = order.split_at(30);
+        let expected = (data.select(train), data.select(held_out));
+        let (a, b) = data.clone().split_rows(train, held_out).unwrap();
+        assert_eq!(
+            (a.features, a.targets, a.origin.lines),
+            (
+                expected.0.features,
+                expected.0.targets,
+                expected.0.origin.lines
+            )
+        );
+        assert_eq!(
+            (b.features, b.targets),
+            (expected.1.features, expected.1.targets)
+        );
+        // Not a partition of the rows.
+        for (t, h) in [
+            (&[0, 1][..], &[1][..]),
+            (&[0][..], &[n][..]),
+            (&[0][..], &[][..]),
+        ] {
+            assert!(data.clone().split_rows(t, h).is_err());
+        }
     }
 }

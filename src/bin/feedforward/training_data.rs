@@ -138,8 +138,8 @@ impl TrainingData {
     pub fn split(self, train: &[usize], held_out: &[usize]) -> Result<(TrainingData, Dataset)> {
         match self {
             TrainingData::Loaded(d) => {
-                let val = d.select(held_out);
-                Ok((TrainingData::Loaded(d.select(train)), val))
+                let (train, val) = d.split_rows(train, held_out)?;
+                Ok((TrainingData::Loaded(train), val))
             }
             TrainingData::Streamed {
                 source: FileSource::Npy(mut npy),
