@@ -489,14 +489,7 @@ impl Network {
         context: &'static str,
     ) -> Result<()> {
         self.check_feature_shape(x, context)?;
-        let first_bad = match x.as_slice() {
-            Some(s) => kernels::first_non_finite(s, self.inputs),
-            None => x
-                .indexed_iter()
-                .find(|(_, v)| !v.is_finite())
-                .map(|((r, c), &v)| (r, c, v)),
-        };
-        match first_bad {
+        match kernels::first_non_finite_in(x) {
             Some(bad) => Err(non_finite(context, bad)),
             None => Ok(()),
         }

@@ -40,14 +40,7 @@ impl Standardizer {
         if n == 0 {
             return Err(Error::Empty("standardize: features"));
         }
-        let first_bad = match x.as_slice() {
-            Some(values) => kernels::first_non_finite(values, x.ncols()),
-            None => x
-                .indexed_iter()
-                .find(|(_, v)| !v.is_finite())
-                .map(|((r, c), &v)| (r, c, v)),
-        };
-        if let Some(at) = first_bad {
+        if let Some(at) = kernels::first_non_finite_in(&x) {
             return Err(non_finite(at));
         }
         let mut mean = vec![0.0f64; x.ncols()];
@@ -88,8 +81,7 @@ impl Standardizer {
         let mut first_bad = None;
         for_each_block(source, &mut batch, &mut idx, |start, x| {
             if first_bad.is_none() {
-                let values = x.as_slice().expect("a batch is row-major");
-                first_bad = kernels::first_non_finite(values, width)
+                first_bad = kernels::first_non_finite_in(&x)
                     .map(|(row, col, value)| (start + row, col, value));
             }
             add_rows(&mut mean, x);

@@ -148,15 +148,7 @@ impl Dataset {
     /// [`Error::Parse`] at the first NaN or infinite value.
     pub fn check_finite(&self) -> Result<()> {
         for (target, array) in [(false, &self.features), (true, &self.targets)] {
-            let first = match array.as_slice() {
-                Some(values) => crate::kernels::first_non_finite(values, array.ncols())
-                    .map(|(r, c, v)| ((r, c), v)),
-                None => array
-                    .indexed_iter()
-                    .find(|(_, v)| !v.is_finite())
-                    .map(|(at, &v)| (at, v)),
-            };
-            if let Some(((r, c), v)) = first {
+            if let Some((r, c, v)) = crate::kernels::first_non_finite_in(&array.view()) {
                 let what = if v.is_nan() {
                     "a missing or NaN value"
                 } else {

@@ -113,6 +113,18 @@ pub(crate) fn first_non_finite(data: &[f32], cols: usize) -> Option<(usize, usiz
     Some((index / cols, index % cols, data[index]))
 }
 
+/// [`first_non_finite`] over a matrix of any layout: the block scan when it is
+/// row-major and contiguous, else element by element in row order.
+pub(crate) fn first_non_finite_in(x: &ndarray::ArrayView2<'_, f32>) -> Option<(usize, usize, f32)> {
+    match x.as_slice() {
+        Some(values) => first_non_finite(values, x.ncols()),
+        None => x
+            .indexed_iter()
+            .find(|(_, v)| !v.is_finite())
+            .map(|((r, c), &v)| (r, c, v)),
+    }
+}
+
 /// The exponent bits of an `f32`: all set for NaN and the infinities only.
 pub(crate) const EXPONENT: u32 = 0x7f80_0000;
 
