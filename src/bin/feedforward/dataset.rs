@@ -169,20 +169,21 @@ pub fn features_for(
     network: &Network,
     standardizer: Option<&Standardizer>,
 ) -> Result<Array2<f32>> {
-    check_feature_width(data, network)?;
+    check_feature_width(&data.origin.path, data.features.ncols(), network)?;
     Ok(match standardizer {
         Some(s) => s.transform(data.features.view())?,
         None => data.features.clone(),
     })
 }
 
-/// An error unless `data` has as many feature columns as `network` has inputs.
-pub fn check_feature_width(data: &Dataset, network: &Network) -> Result<()> {
-    let (want, got) = (network.inputs(), data.features.ncols());
-    if want != got {
+/// An error unless the file at `path`, with `columns` feature columns, has as
+/// many as `network` has inputs.
+pub fn check_feature_width(path: &Path, columns: usize, network: &Network) -> Result<()> {
+    let want = network.inputs();
+    if want != columns {
         return Err(format!(
-            "the model takes {want} input features but {} has {got} feature column(s)",
-            data.origin.path.display()
+            "the model takes {want} input features but {} has {columns} feature column(s)",
+            path.display()
         )
         .into());
     }

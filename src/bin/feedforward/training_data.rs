@@ -221,7 +221,7 @@ impl TrainingData {
     ) -> Result<TrainingRows> {
         let (source, path) = match self {
             TrainingData::Loaded(d) => {
-                check_feature_width(&d, net)?;
+                check_feature_width(&d.origin.path, d.features.ncols(), net)?;
                 let y = targets_for(&d, net.loss(), net.outputs())?;
                 // Standardised in place: one copy of a large data set, not two.
                 let mut x = d.features;
@@ -232,14 +232,8 @@ impl TrainingData {
             }
             TrainingData::Streamed { source, path } => (source, path),
         };
+        check_feature_width(&path, source.features(), net)?;
         let file = path.display();
-        let (want, got) = (net.inputs(), source.features());
-        if want != got {
-            return Err(format!(
-                "the model takes {want} input features but {file} has {got} feature column(s)"
-            )
-            .into());
-        }
         let outputs = net.outputs();
         match (net.loss(), source.target_kind()) {
             (Loss::CategoricalCrossEntropy, TargetKind::Classes { max }) if max >= outputs => {
