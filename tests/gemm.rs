@@ -197,6 +197,37 @@ fn simd_is_bit_identical_across_thread_counts() {
 }
 
 #[test]
+fn column_major_a_read_in_place_gives_the_packed_bits() {
+    // A column-major A is read where it is; the same values stored row-major are
+    // packed first. Both must sum in the same order: identical bits, including
+    // edge rows (m not a multiple of MR), several k blocks and a column stride
+    // larger than the row count (a block of a bigger column-major matrix).
+    for &(m, n, k) in &[(5, 7, 1), (17, 33, 255), (255, 70, 600), (784, 512, 256)] {
+        let store = uniform(k + 3, m + 5, 21);
+        // A = store[1.., 2..]ᵀ: m × k with strides (1, m + 5).
+        let a_in_place = store.slice(s![1..k + 1, 2..m + 2]).reversed_axes();
+        let a_packed = a_in_place.to_owned();
+        assert_eq!(a_in_place.strides()[0], 1);
+        let b = uniform(k, n, 22);
+        let c0 = uniform(m, n, 23);
+        for par in [Parallelism::None, Parallelism::Rayon(2)] {
+            for beta in [0.0, 0.5] {
+                let run = |a: ArrayView2<f32>| {
+                    let mut c = c0.clone();
+                    simd::gemm_with(1.5, a, b.view(), beta, c.view_mut(), par).unwrap();
+                    c
+                };
+                let (x, y) = (run(a_in_place), run(a_packed.view()));
+                assert!(
+                    x.iter().zip(&y).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{m}x{n}x{k} {par:?} beta {beta}: in place and packed differ"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn few_rows_path_matches_reference() {
     // m ≤ 4 with a row-major B takes the no-packing path; n and k cross its blocks.
     for &m in &[1, 2, 3, 4] {

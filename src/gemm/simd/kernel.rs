@@ -67,20 +67,25 @@ unsafe fn store(p: *mut f32, v: V) {
 
 /// `C[0..R, 0..W·LANES] ← α·(A_sliver · B_sliver) + β·C` over `kc` steps.
 ///
-/// `a` is a packed A sliver (`kc × MR`, one column of the tile's rows per step),
-/// `b` a packed B sliver (`kc × NR`). The full tile is `R = MR` rows by `W = 2`
+/// `a` is an A sliver: `kc` steps `a_step` floats apart, each holding the tile's
+/// rows' values of that column side by side (a packed sliver has `a_step = MR`;
+/// a column-major A is read in place with `a_step` its column stride). `b` is a
+/// packed B sliver (`kc × NR`). The full tile is `R = MR` rows by `W = 2`
 /// vectors; edge tiles use exactly the rows (`R < MR`) or the one vector
 /// (`W = 1`) they need, with the same arithmetic per element. C's rows are `rsc`
 /// floats apart and each row is contiguous. With `β = 0`, C is written without
 /// being read.
 ///
 /// # Safety
-/// `a` must hold `kc·MR` floats, `b` `kc·NR`, and C must be a writable
+/// `a` must be readable at `p·a_step + i` for every step `p < kc` and row
+/// `i < R`, `b` must hold `kc·NR` floats, and C must be a writable
 /// `R × W·LANES` tile with row stride `rsc` and unit column stride.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn tile<const R: usize, const W: usize>(
     kc: usize,
     a: *const f32,
+    a_step: isize,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -109,7 +114,7 @@ pub(crate) unsafe fn tile<const R: usize, const W: usize>(
                     *acc = ai.mul_add(bw, *acc);
                 }
             }
-            a = a.add(MR);
+            a = a.offset(a_step);
             b = b.add(NR);
         }
     }
@@ -139,6 +144,7 @@ pub(crate) unsafe fn tile_rows<const W: usize>(
     rows: usize,
     kc: usize,
     a: *const f32,
+    a_step: isize,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -149,7 +155,7 @@ pub(crate) unsafe fn tile_rows<const W: usize>(
         ($($r:literal)*) => {
             match rows {
                 // SAFETY (every arm): as the caller guarantees for `rows` rows.
-                $($r if $r <= MR => unsafe { tile::<$r, W>(kc, a, b, c, rsc, alpha, beta) },)*
+                $($r if $r <= MR => unsafe { tile::<$r, W>(kc, a, a_step, b, c, rsc, alpha, beta) },)*
                 _ => unreachable!("a tile has at most MR rows"),
             }
         };

@@ -10,6 +10,10 @@
 //! loop 1          for ir in 0..mc step MR   micro-kernel: MR × NR tile of C
 //! ```
 //!
+//! A column-major A (a transposed view, as `Xᵀ` in a weight gradient) is not
+//! packed in loop 3: its steps already hold `MR` row values side by side, and the
+//! micro-kernel reads them in place, a column stride apart.
+//!
 //! With an [`Epilogue`] (a dense layer's bias and ReLU), loop 1 applies it to each
 //! tile right after the tile's last block of `k` is stored, while it is in L1.
 //!
@@ -194,6 +198,10 @@ unsafe fn loops(
     // threads would leave one idle a third of the time; 4 smaller ones do not).
     let row_blocks = RowBlocks::new(m, threads);
     let blocks_m = row_blocks.count;
+    // A column-major A (a transposed row-major matrix, as in a weight gradient
+    // Xᵀ·dY) already has each step's row values side by side: the kernel reads
+    // it where it is, with no copy.
+    let a_in_place = a.rs == 1;
 
     // Loop 5: column panels of B and C.
     for jc in (0..n).step_by(NC) {
@@ -241,23 +249,30 @@ unsafe fn loops(
                     let part = t % parts_n;
                     let rows = mc.div_ceil(MR) * MR;
                     let jr = (part * slivers_n / parts_n)..((part + 1) * slivers_n / parts_n);
-                    with_buffer(&PACK_A, rows * kb.min(depth), |packed_a| {
+                    let packed_len = if a_in_place { 0 } else { rows * kb.min(depth) };
+                    with_buffer(&PACK_A, packed_len, |packed_a| {
                         for pc in (ps..ps + depth).step_by(kb) {
                             let kc = kb.min(k - pc);
                             let beta = if pc == 0 { beta } else { 1.0 };
                             let epilogue = if pc + kc == k { epilogue } else { None };
-                            let packed_a = &mut packed_a[..rows * kc];
                             // SAFETY: the A block (mc × kc at (ic, pc)) lies inside a;
                             // the C block (ic.., jc..) is written by this task only.
                             unsafe {
-                                pack::pack_a(a.offset(ic, pc), mc, kc, packed_a);
+                                let block = a.offset(ic, pc);
+                                let slivers = if a_in_place {
+                                    ASlivers::in_place(block)
+                                } else {
+                                    let packed_a = &mut packed_a[..rows * kc];
+                                    pack::pack_a(block, mc, kc, packed_a);
+                                    ASlivers::packed(packed_a, kc)
+                                };
                                 macro_kernel(
                                     mc,
                                     nc,
                                     kc,
                                     jr.clone(),
                                     alpha,
-                                    packed_a,
+                                    slivers,
                                     &packed_b[(pc - ps) * panel..],
                                     beta,
                                     c.offset(ic, jc),
@@ -310,11 +325,44 @@ fn run_tasks(par: Parallelism, tasks: usize, task: impl Fn(usize) + Sync + Send)
     }
 }
 
-/// Loops 2 and 1 over one packed A block and the B slivers in `slivers`; then
+/// Where loop 1 finds the A slivers of a block: packed, or in A itself.
+#[derive(Debug, Clone, Copy)]
+struct ASlivers {
+    /// The first sliver's first value.
+    ptr: *const f32,
+    /// Floats from one sliver (`MR` rows) to the next.
+    next: isize,
+    /// Floats from one step (column of A) to the next within a sliver.
+    step: isize,
+}
+
+impl ASlivers {
+    /// A block packed by [`pack::pack_a`] at depth `kc`.
+    fn packed(packed_a: &[f32], kc: usize) -> Self {
+        ASlivers {
+            ptr: packed_a.as_ptr(),
+            next: (MR * kc) as isize,
+            step: MR as isize,
+        }
+    }
+
+    /// A block of a column-major A (`rs == 1`), read where it is.
+    fn in_place(a: MatRef) -> Self {
+        debug_assert_eq!(a.rs, 1);
+        ASlivers {
+            ptr: a.ptr,
+            next: MR as isize,
+            step: a.cs,
+        }
+    }
+}
+
+/// Loops 2 and 1 over one block of A and the B slivers in `slivers`; then
 /// `epilogue` on each tile, given the block's first column in the whole C.
 ///
 /// # Safety
-/// `c` must be a writable `mc × nc` block; the packed buffers must match `mc`, `nc`, `kc`.
+/// `c` must be a writable `mc × nc` block; `a` must describe an `mc × kc`
+/// block, and the packed B buffer must match `nc` and `kc`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn macro_kernel(
     mc: usize,
@@ -322,7 +370,7 @@ unsafe fn macro_kernel(
     kc: usize,
     slivers: std::ops::Range<usize>,
     alpha: f32,
-    packed_a: &[f32],
+    a: ASlivers,
     packed_b: &[f32],
     beta: f32,
     c: MatMut,
@@ -334,17 +382,20 @@ unsafe fn macro_kernel(
         let nr = NR.min(nc - j0);
         let b = packed_b[jr * NR * kc..].as_ptr();
         // Loop 1: A slivers.
-        for (ir, a) in packed_a.chunks_exact(MR * kc).enumerate() {
+        for ir in 0..mc.div_ceil(MR) {
             let i0 = ir * MR;
             let mr = MR.min(mc - i0);
-            // SAFETY: the tile (i0.., j0..) lies inside the C block.
+            // SAFETY: the tile (i0.., j0..) lies inside the C block, the sliver
+            // (rows i0.., kc steps) inside the A block.
             unsafe {
                 let ct = c.offset(i0, j0);
-                let (a, rs) = (a.as_ptr(), c.rs);
+                let (ap, step, rs) = (a.ptr.offset(ir as isize * a.next), a.step, c.rs);
                 match (nr, c.cs) {
-                    (NR, 1) => kernel::tile_rows::<2>(mr, kc, a, b, ct.ptr, rs, alpha, beta),
-                    (LANES, 1) => kernel::tile_rows::<1>(mr, kc, a, b, ct.ptr, rs, alpha, beta),
-                    _ => edge_tile(kc, a, b, ct, mr, nr, alpha, beta),
+                    (NR, 1) => kernel::tile_rows::<2>(mr, kc, ap, step, b, ct.ptr, rs, alpha, beta),
+                    (LANES, 1) => {
+                        kernel::tile_rows::<1>(mr, kc, ap, step, b, ct.ptr, rs, alpha, beta)
+                    }
+                    _ => edge_tile(kc, ap, step, b, ct, mr, nr, alpha, beta),
                 }
                 // The tile has just been stored: still in L1.
                 if let Some((e, first_col)) = epilogue {
@@ -365,6 +416,7 @@ unsafe fn macro_kernel(
 unsafe fn edge_tile(
     kc: usize,
     a: *const f32,
+    a_step: isize,
     b: *const f32,
     c: MatMut,
     mr: usize,
@@ -377,9 +429,9 @@ unsafe fn edge_tile(
     // SAFETY: `local` is a full MR × NR tile with row stride NR.
     unsafe {
         if nr <= LANES {
-            kernel::tile_rows::<1>(mr, kc, a, b, local_c, NR as isize, 1.0, 0.0);
+            kernel::tile_rows::<1>(mr, kc, a, a_step, b, local_c, NR as isize, 1.0, 0.0);
         } else {
-            kernel::tile_rows::<2>(mr, kc, a, b, local_c, NR as isize, 1.0, 0.0);
+            kernel::tile_rows::<2>(mr, kc, a, a_step, b, local_c, NR as isize, 1.0, 0.0);
         }
     }
     for i in 0..mr {
