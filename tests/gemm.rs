@@ -197,17 +197,27 @@ fn simd_is_bit_identical_across_thread_counts() {
 }
 
 #[test]
-fn column_major_a_read_in_place_gives_the_packed_bits() {
-    // A column-major A is read where it is; the same values stored row-major are
-    // packed first. Both must sum in the same order: identical bits, including
-    // edge rows (m not a multiple of MR), several k blocks and a column stride
-    // larger than the row count (a block of a bigger column-major matrix).
+fn a_read_in_place_gives_the_packed_bits() {
+    // The kernel reads A where it is when A is column-major, or row-major with
+    // rows not a multiple of 4 KiB apart; otherwise it packs A first. All must
+    // sum in the same order: identical bits, including edge rows (m not a
+    // multiple of MR), several k blocks, and strides larger than the block.
     for &(m, n, k) in &[(5, 7, 1), (17, 33, 255), (255, 70, 600), (784, 512, 256)] {
-        let store = uniform(k + 3, m + 5, 21);
-        // A = store[1.., 2..]ᵀ: m × k with strides (1, m + 5).
-        let a_in_place = store.slice(s![1..k + 1, 2..m + 2]).reversed_axes();
-        let a_packed = a_in_place.to_owned();
-        assert_eq!(a_in_place.strides()[0], 1);
+        let values = uniform(m, k, 21);
+        // Column-major: m × k with strides (1, m + 5).
+        let mut col_store = Array2::<f32>::zeros((k + 3, m + 5));
+        col_store
+            .slice_mut(s![1..k + 1, 2..m + 2])
+            .assign(&values.t());
+        let column_major = col_store.slice(s![1..k + 1, 2..m + 2]).reversed_axes();
+        assert_eq!(column_major.strides()[0], 1);
+        // Row-major, rows k + 3 floats apart (read in place) and 4 KiB apart (packed).
+        let row_major = |width: usize| {
+            let mut store = Array2::<f32>::zeros((m, width));
+            store.slice_mut(s![.., 1..k + 1]).assign(&values);
+            store
+        };
+        let (near, far) = (row_major(k + 3), row_major(1024));
         let b = uniform(k, n, 22);
         let c0 = uniform(m, n, 23);
         for par in [Parallelism::None, Parallelism::Rayon(2)] {
@@ -217,11 +227,20 @@ fn column_major_a_read_in_place_gives_the_packed_bits() {
                     simd::gemm_with(1.5, a, b.view(), beta, c.view_mut(), par).unwrap();
                     c
                 };
-                let (x, y) = (run(a_in_place), run(a_packed.view()));
-                assert!(
-                    x.iter().zip(&y).all(|(x, y)| x.to_bits() == y.to_bits()),
-                    "{m}x{n}x{k} {par:?} beta {beta}: in place and packed differ"
-                );
+                let packed = run(far.slice(s![.., 1..k + 1]));
+                for (layout, a) in [
+                    ("column-major", column_major),
+                    ("row-major", near.slice(s![.., 1..k + 1])),
+                ] {
+                    let in_place = run(a);
+                    assert!(
+                        in_place
+                            .iter()
+                            .zip(&packed)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{m}x{n}x{k} {par:?} beta {beta}: {layout} A in place and packed differ"
+                    );
+                }
             }
         }
     }

@@ -67,24 +67,29 @@ unsafe fn store(p: *mut f32, v: V) {
 
 /// `C[0..R, 0..W·LANES] ← α·(A_sliver · B_sliver) + β·C` over `kc` steps.
 ///
-/// `a` is an A sliver: `kc` steps `a_step` floats apart, each holding the tile's
-/// rows' values of that column side by side (a packed sliver has `a_step = MR`;
-/// a column-major A is read in place with `a_step` its column stride). `b` is a
-/// packed B sliver (`kc × NR`). The full tile is `R = MR` rows by `W = 2`
+/// `a` is an A sliver: value `i` of step `p` (row `i`, column `p` of the tile's
+/// rows of A) is at `a + p·a_step + i·a_row`. A packed sliver, and a column-major
+/// A read in place, have each step's values side by side (`a_row = 1`; `a_step`
+/// is `MR` or A's column stride). A row-major A read in place has `a_step = 1`
+/// and `a_row` its row stride: `ROW_STRIDED` is then true, and the kernel
+/// multiplies by `a_row` (the other instance ignores it). `b` is a packed B
+/// sliver (`kc × NR`). The full tile is `R = MR` rows by `W = 2`
 /// vectors; edge tiles use exactly the rows (`R < MR`) or the one vector
 /// (`W = 1`) they need, with the same arithmetic per element. C's rows are `rsc`
 /// floats apart and each row is contiguous. With `β = 0`, C is written without
 /// being read.
 ///
 /// # Safety
-/// `a` must be readable at `p·a_step + i` for every step `p < kc` and row
-/// `i < R`, `b` must hold `kc·NR` floats, and C must be a writable
-/// `R × W·LANES` tile with row stride `rsc` and unit column stride.
+/// `a` must be readable at `p·a_step + i·a_row` (`i` alone unless
+/// `ROW_STRIDED`) for every step `p < kc` and row `i < R`, `b` must hold
+/// `kc·NR` floats, and C must be a writable `R × W·LANES` tile with row
+/// stride `rsc` and unit column stride.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn tile<const R: usize, const W: usize>(
+pub(crate) unsafe fn tile<const R: usize, const W: usize, const ROW_STRIDED: bool>(
     kc: usize,
     a: *const f32,
+    a_row: isize,
     a_step: isize,
     b: *const f32,
     c: *mut f32,
@@ -109,7 +114,11 @@ pub(crate) unsafe fn tile<const R: usize, const W: usize>(
                 *v = load(b.add(w * LANES));
             }
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = V::splat(*a.add(i));
+                let ai = if ROW_STRIDED {
+                    V::splat(*a.offset(i as isize * a_row))
+                } else {
+                    V::splat(*a.add(i))
+                };
                 for (acc, &bw) in row.iter_mut().zip(&bv) {
                     *acc = ai.mul_add(bw, *acc);
                 }
@@ -140,10 +149,11 @@ pub(crate) unsafe fn tile<const R: usize, const W: usize>(
 /// As [`tile`] with `R = rows`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn tile_rows<const W: usize>(
+pub(crate) unsafe fn tile_rows<const W: usize, const ROW_STRIDED: bool>(
     rows: usize,
     kc: usize,
     a: *const f32,
+    a_row: isize,
     a_step: isize,
     b: *const f32,
     c: *mut f32,
@@ -155,7 +165,7 @@ pub(crate) unsafe fn tile_rows<const W: usize>(
         ($($r:literal)*) => {
             match rows {
                 // SAFETY (every arm): as the caller guarantees for `rows` rows.
-                $($r if $r <= MR => unsafe { tile::<$r, W>(kc, a, a_step, b, c, rsc, alpha, beta) },)*
+                $($r if $r <= MR => unsafe { tile::<$r, W, ROW_STRIDED>(kc, a, a_row, a_step, b, c, rsc, alpha, beta) },)*
                 _ => unreachable!("a tile has at most MR rows"),
             }
         };
