@@ -65,32 +65,37 @@ unsafe fn store(p: *mut f32, v: V) {
     unsafe { p.cast::<V>().write_unaligned(v) }
 }
 
+/// An A sliver as the micro-kernel reads it: value `i` of step `p` (row `i`,
+/// column `p` of the tile's rows of A) is at `ptr + p·step + i·row`.
+///
+/// A packed sliver, and a column-major A read in place, have each step's values
+/// side by side (`row = 1`; `step` is `MR` or A's column stride). A row-major A
+/// read in place has `step = 1` and `row` its row stride.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ASliver {
+    pub ptr: *const f32,
+    pub row: isize,
+    pub step: isize,
+}
+
 /// `C[0..R, 0..W·LANES] ← α·(A_sliver · B_sliver) + β·C` over `kc` steps.
 ///
-/// `a` is an A sliver: value `i` of step `p` (row `i`, column `p` of the tile's
-/// rows of A) is at `a + p·a_step + i·a_row`. A packed sliver, and a column-major
-/// A read in place, have each step's values side by side (`a_row = 1`; `a_step`
-/// is `MR` or A's column stride). A row-major A read in place has `a_step = 1`
-/// and `a_row` its row stride: `ROW_STRIDED` is then true, and the kernel
-/// multiplies by `a_row` (the other instance ignores it). `b` is a packed B
-/// sliver (`kc × NR`). The full tile is `R = MR` rows by `W = 2`
+/// `a` is an A sliver; `ROW_STRIDED` says whether its `row` is other than 1 (the
+/// instance for `row = 1` ignores it, and adds `i` to the address directly). `b`
+/// is a packed B sliver (`kc × NR`). The full tile is `R = MR` rows by `W = 2`
 /// vectors; edge tiles use exactly the rows (`R < MR`) or the one vector
 /// (`W = 1`) they need, with the same arithmetic per element. C's rows are `rsc`
 /// floats apart and each row is contiguous. With `β = 0`, C is written without
 /// being read.
 ///
 /// # Safety
-/// `a` must be readable at `p·a_step + i·a_row` (`i` alone unless
-/// `ROW_STRIDED`) for every step `p < kc` and row `i < R`, `b` must hold
-/// `kc·NR` floats, and C must be a writable `R × W·LANES` tile with row
-/// stride `rsc` and unit column stride.
+/// `a` must be readable at every step `p < kc` and row `i < R`, `b` must hold
+/// `kc·NR` floats, and C must be a writable `R × W·LANES` tile with row stride
+/// `rsc` and unit column stride.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn tile<const R: usize, const W: usize, const ROW_STRIDED: bool>(
     kc: usize,
-    a: *const f32,
-    a_row: isize,
-    a_step: isize,
+    a: ASliver,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -105,7 +110,7 @@ pub(crate) unsafe fn tile<const R: usize, const W: usize, const ROW_STRIDED: boo
         unsafe { prefetch(c_read.offset(i as isize * rsc)) };
     }
     let mut acc = [[V::splat(0.0); W]; R];
-    let (mut a, mut b) = (a, b);
+    let (mut ap, mut b) = (a.ptr, b);
     for _ in 0..kc {
         // SAFETY: within the packed slivers, as the caller guarantees.
         unsafe {
@@ -115,15 +120,15 @@ pub(crate) unsafe fn tile<const R: usize, const W: usize, const ROW_STRIDED: boo
             }
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = if ROW_STRIDED {
-                    V::splat(*a.offset(i as isize * a_row))
+                    V::splat(*ap.offset(i as isize * a.row))
                 } else {
-                    V::splat(*a.add(i))
+                    V::splat(*ap.add(i))
                 };
                 for (acc, &bw) in row.iter_mut().zip(&bv) {
                     *acc = ai.mul_add(bw, *acc);
                 }
             }
-            a = a.offset(a_step);
+            ap = ap.offset(a.step);
             b = b.add(NR);
         }
     }
@@ -152,9 +157,7 @@ pub(crate) unsafe fn tile<const R: usize, const W: usize, const ROW_STRIDED: boo
 pub(crate) unsafe fn tile_rows<const W: usize, const ROW_STRIDED: bool>(
     rows: usize,
     kc: usize,
-    a: *const f32,
-    a_row: isize,
-    a_step: isize,
+    a: ASliver,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -165,7 +168,7 @@ pub(crate) unsafe fn tile_rows<const W: usize, const ROW_STRIDED: bool>(
         ($($r:literal)*) => {
             match rows {
                 // SAFETY (every arm): as the caller guarantees for `rows` rows.
-                $($r if $r <= MR => unsafe { tile::<$r, W, ROW_STRIDED>(kc, a, a_row, a_step, b, c, rsc, alpha, beta) },)*
+                $($r if $r <= MR => unsafe { tile::<$r, W, ROW_STRIDED>(kc, a, b, c, rsc, alpha, beta) },)*
                 _ => unreachable!("a tile has at most MR rows"),
             }
         };

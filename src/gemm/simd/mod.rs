@@ -31,7 +31,7 @@ use std::thread::LocalKey;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
-use kernel::{LANES, V};
+use kernel::{ASliver, LANES, V};
 pub use kernel::{MR, NR};
 
 use super::{Epilogue, MatMut, MatRef, Parallelism};
@@ -353,34 +353,45 @@ fn run_tasks(par: Parallelism, tasks: usize, task: impl Fn(usize) + Sync + Send)
 /// Where loop 1 finds the A slivers of a block: packed, or in A itself.
 #[derive(Debug, Clone, Copy)]
 struct ASlivers {
-    /// The first sliver's first value.
-    ptr: *const f32,
-    /// Floats from one sliver (`MR` rows) to the next.
+    /// The first sliver (rows `0..MR` of the block).
+    first: ASliver,
+    /// Floats from one sliver to the next.
     next: isize,
-    /// Floats from one step (column of A) to the next within a sliver.
-    step: isize,
-    /// Floats from one row to the next within a step: 1 but in a row-major A.
-    row: isize,
 }
 
 impl ASlivers {
     /// A block packed by [`pack::pack_a`] at depth `kc`.
     fn packed(packed_a: &[f32], kc: usize) -> Self {
+        let (ptr, step) = (packed_a.as_ptr(), MR as isize);
+        let first = ASliver { ptr, row: 1, step };
         ASlivers {
-            ptr: packed_a.as_ptr(),
+            first,
             next: (MR * kc) as isize,
-            step: MR as isize,
-            row: 1,
         }
     }
 
     /// A block of A read where it is.
     fn in_place(a: MatRef) -> Self {
-        ASlivers {
+        let first = ASliver {
             ptr: a.ptr,
-            next: MR as isize * a.rs,
-            step: a.cs,
             row: a.rs,
+            step: a.cs,
+        };
+        ASlivers {
+            first,
+            next: MR as isize * a.rs,
+        }
+    }
+
+    /// Sliver `ir` (rows `ir·MR..`).
+    ///
+    /// # Safety
+    /// The sliver must lie inside the block.
+    unsafe fn sliver(self, ir: usize) -> ASliver {
+        ASliver {
+            // SAFETY: inside the block, as the caller guarantees.
+            ptr: unsafe { self.first.ptr.offset(ir as isize * self.next) },
+            ..self.first
         }
     }
 }
@@ -406,7 +417,7 @@ unsafe fn macro_kernel(
 ) {
     // SAFETY: as the caller guarantees.
     unsafe {
-        if a.row == 1 {
+        if a.first.row == 1 {
             macro_kernel_for::<false>(mc, nc, kc, slivers, alpha, a, packed_b, beta, c, epilogue)
         } else {
             macro_kernel_for::<true>(mc, nc, kc, slivers, alpha, a, packed_b, beta, c, epilogue)
@@ -415,7 +426,7 @@ unsafe fn macro_kernel(
 }
 
 /// [`macro_kernel`] with the micro-kernel instance for `a`'s row stride
-/// (`ROW_STRIDED` unless `a.row == 1`).
+/// (`ROW_STRIDED` unless its row stride is 1).
 ///
 /// # Safety
 /// As [`macro_kernel`].
@@ -446,19 +457,15 @@ unsafe fn macro_kernel_for<const ROW_STRIDED: bool>(
             // (rows i0.., kc steps) inside the A block.
             unsafe {
                 let ct = c.offset(i0, j0);
-                let sliver = ASlivers {
-                    ptr: a.ptr.offset(ir as isize * a.next),
-                    ..a
-                };
-                let (ap, row, step, rs) = (sliver.ptr, a.row, a.step, c.rs);
+                let (a, rs) = (a.sliver(ir), c.rs);
                 match (nr, c.cs) {
-                    (NR, 1) => kernel::tile_rows::<2, ROW_STRIDED>(
-                        mr, kc, ap, row, step, b, ct.ptr, rs, alpha, beta,
-                    ),
-                    (LANES, 1) => kernel::tile_rows::<1, ROW_STRIDED>(
-                        mr, kc, ap, row, step, b, ct.ptr, rs, alpha, beta,
-                    ),
-                    _ => edge_tile::<ROW_STRIDED>(kc, sliver, b, ct, mr, nr, alpha, beta),
+                    (NR, 1) => {
+                        kernel::tile_rows::<2, ROW_STRIDED>(mr, kc, a, b, ct.ptr, rs, alpha, beta)
+                    }
+                    (LANES, 1) => {
+                        kernel::tile_rows::<1, ROW_STRIDED>(mr, kc, a, b, ct.ptr, rs, alpha, beta)
+                    }
+                    _ => edge_tile::<ROW_STRIDED>(kc, a, b, ct, mr, nr, alpha, beta),
                 }
                 // The tile has just been stored: still in L1.
                 if let Some((e, first_col)) = epilogue {
@@ -478,7 +485,7 @@ unsafe fn macro_kernel_for<const ROW_STRIDED: bool>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn edge_tile<const ROW_STRIDED: bool>(
     kc: usize,
-    a: ASlivers,
+    a: ASliver,
     b: *const f32,
     c: MatMut,
     mr: usize,
@@ -491,31 +498,9 @@ unsafe fn edge_tile<const ROW_STRIDED: bool>(
     // SAFETY: `local` is a full MR × NR tile with row stride NR.
     unsafe {
         if nr <= LANES {
-            kernel::tile_rows::<1, ROW_STRIDED>(
-                mr,
-                kc,
-                a.ptr,
-                a.row,
-                a.step,
-                b,
-                local_c,
-                NR as isize,
-                1.0,
-                0.0,
-            );
+            kernel::tile_rows::<1, ROW_STRIDED>(mr, kc, a, b, local_c, NR as isize, 1.0, 0.0);
         } else {
-            kernel::tile_rows::<2, ROW_STRIDED>(
-                mr,
-                kc,
-                a.ptr,
-                a.row,
-                a.step,
-                b,
-                local_c,
-                NR as isize,
-                1.0,
-                0.0,
-            );
+            kernel::tile_rows::<2, ROW_STRIDED>(mr, kc, a, b, local_c, NR as isize, 1.0, 0.0);
         }
     }
     for i in 0..mr {
