@@ -1003,3 +1003,53 @@ fn train_stream_reads_the_file_batch_by_batch() {
     );
     assert!(!o.exists());
 }
+
+/// Softmax's width comes from every label in the file, not only the training
+/// rows left by `--val-split`: a class held out entirely still has an output,
+/// in memory and streamed alike.
+#[test]
+fn val_split_keeps_a_class_only_the_held_out_rows_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 12usize;
+    // Classes 0 and 1, and class 2 in row 5 only.
+    let label = |i: usize| if i == 5 { 2 } else { i % 2 };
+    let mut csv = String::from("label,a,b\n");
+    for i in 0..n {
+        csv += &format!(
+            "{},{},{}\n",
+            label(i),
+            i as f32 * 0.1,
+            1.0 - i as f32 * 0.05
+        );
+    }
+    let csv = write(dir.path(), "d.csv", csv);
+    let x: Vec<u8> = (0..n)
+        .flat_map(|i| [i as f32 * 0.1, 1.0 - i as f32 * 0.05])
+        .flat_map(f32::to_le_bytes)
+        .collect();
+    let y: Vec<u8> = (0..n)
+        .flat_map(|i| (label(i) as i64).to_le_bytes())
+        .collect();
+    let xp = write(dir.path(), "x.npy", npy("<f4", &format!("({n}, 2)"), x));
+    let yp = write(dir.path(), "y.npy", npy("<i8", &format!("({n},)"), y));
+    let out = dir.path().join("m.safetensors");
+    let runs: [&[&str]; 3] = [
+        &["--data", s(&csv)],
+        &["--data", s(&xp), "--labels", s(&yp)],
+        &["--data", s(&xp), "--labels", s(&yp), "--stream"],
+    ];
+    // Half the rows held out: over these seeds, row 5 is among them in some
+    // runs (which, before, stopped with "label 2 is out of range").
+    for seed in 1..=6 {
+        for data in runs {
+            let mut args = vec!["train", "--out", s(&out), "--hidden", "4", "--epochs", "1"];
+            args.extend_from_slice(&["--val-split", "0.5", "--quiet", "--seed"]);
+            let seed = seed.to_string();
+            args.push(&seed);
+            args.extend_from_slice(data);
+            succeeds(&args);
+            let m = model::load(&out).unwrap();
+            assert_eq!(m.network.outputs(), 3, "{args:?}");
+        }
+    }
+}

@@ -271,6 +271,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         TrainingData::Loaded(args.data.read(&args.data.data)?)
     };
 
+    // Softmax's width follows the labels of the whole file, counted before any
+    // split: a class that only the held-out rows hold still gets its output.
+    let classes = match (&resumed, loss, &args.layers) {
+        (None, Loss::CategoricalCrossEntropy, None) => Some(data.class_count()?),
+        _ => None,
+    };
+
     // Validation data: a seeded split of the data, or a file of its own.
     let mut val = None;
     if let Some(fraction) = record.val_split {
@@ -324,7 +331,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             } else {
                 None
             };
-            (build_network(args, &data)?, standardizer)
+            (build_network(args, &data, classes)?, standardizer)
         }
     };
     let inputs_of =
@@ -527,13 +534,16 @@ impl BestWeights {
 }
 
 /// The network the options describe, sized for `data`.
-fn build_network(args: &TrainArgs, data: &TrainingData) -> Result<Network> {
+/// The network the options describe for `data`; `classes` is the number of
+/// classes in the whole file (softmax's width unless `--layers` gives it).
+fn build_network(args: &TrainArgs, data: &TrainingData, classes: Option<usize>) -> Result<Network> {
     let loss = args.loss.loss();
     let features = data.features();
     let outputs = match loss {
-        Loss::CategoricalCrossEntropy => match &args.layers {
-            Some(l) => *l.last().unwrap_or(&0),
-            None => data.class_count()?.max(2),
+        Loss::CategoricalCrossEntropy => match (&args.layers, classes) {
+            (Some(l), _) => *l.last().unwrap_or(&0),
+            (None, Some(classes)) => classes.max(2),
+            (None, None) => data.class_count()?.max(2),
         },
         Loss::BinaryCrossEntropy => 1,
         Loss::MultiLabelCrossEntropy | Loss::MeanSquaredError => data.target_columns(),
