@@ -533,7 +533,6 @@ impl BestWeights {
     }
 }
 
-/// The network the options describe, sized for `data`.
 /// The network the options describe for `data`; `classes` is the number of
 /// classes in the whole file (softmax's width unless `--layers` gives it).
 fn build_network(args: &TrainArgs, data: &TrainingData, classes: Option<usize>) -> Result<Network> {
