@@ -1,9 +1,9 @@
-//! Build-time checks for the chosen backend.
+//! Build-time check for the `openblas` feature: make sure a system OpenBLAS can
+//! be linked, and say exactly what to install when it cannot (instead of an
+//! opaque linker error later).
 //!
-//! - `openblas`: make sure a system OpenBLAS can be linked, and say exactly what to
-//!   install when it cannot (instead of an opaque linker error later).
-//! - default (SIMD) backend: warn when the target features leave the kernel on
-//!   narrow vectors, because `wide` chooses its instructions at compile time.
+//! The default backend needs nothing here: its kernels for every instruction
+//! set are compiled into each build and chosen at run time.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -14,38 +14,9 @@ fn main() {
     println!("cargo::rerun-if-env-changed=LIBRARY_PATH");
     println!("cargo::rustc-check-cfg=cfg(docsrs)");
 
-    let features = env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
-    let has = |f: &str| features.split(',').any(|x| x == f);
-
     if env::var_os("CARGO_FEATURE_OPENBLAS").is_some() {
         check_openblas();
-    } else if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
-        if !(has("avx2") && has("fma")) {
-            println!(
-                "cargo::warning=feedforward: the SIMD gemm is being built without AVX2/FMA \
-                 (target features: {}), so it runs on 128-bit vectors at a fraction of the \
-                 machine's speed. Build with RUSTFLAGS=\"-C target-cpu=native\" (the project's \
-                 .cargo/config.toml does this) or enable the `openblas` feature.",
-                if features.is_empty() {
-                    "none"
-                } else {
-                    &features
-                }
-            );
-        } else if !has("avx512f") && cpu_has_avx512() {
-            println!(
-                "cargo::warning=feedforward: this CPU has AVX-512 but the build targets \
-                 AVX2 only; -C target-cpu=native would double the SIMD gemm's peak."
-            );
-        }
     }
-}
-
-/// Is the build host able to run AVX-512 code? (Only used for a hint.)
-fn cpu_has_avx512() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| s.contains(" avx512f"))
-        .unwrap_or(false)
 }
 
 /// Looks for a linkable `libopenblas` where the system linker would.

@@ -1,11 +1,11 @@
-//! Matrix-multiply throughput: the build's `gemm` entry point beside the SIMD
-//! kernel itself (the same thing on the default build; on `--features openblas` this
-//! compares OpenBLAS with the pure-Rust kernel side by side).
+//! Matrix-multiply throughput: the crate's own kernel on every instruction set
+//! this CPU runs (AVX-512, AVX2, SSE2, forced one after the other), and on a BLAS
+//! build the `gemm` entry point (BLAS) beside them.
 //!
 //! `cargo bench --bench gemm` (set `RAYON_NUM_THREADS` for the thread count).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use feedforward::gemm::{self, Parallelism, simd};
+use feedforward::gemm::{self, Parallelism};
 use ndarray::Array2;
 
 fn matrix(rows: usize, cols: usize) -> Array2<f32> {
@@ -41,16 +41,20 @@ fn bench(c: &mut Criterion) {
         let mut out = Array2::zeros((m, n));
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         let id = format!("{name} {m}x{n}x{k}");
-        group.bench_function(BenchmarkId::new(gemm::BACKEND, &id), |bench| {
-            bench.iter(|| gemm::gemm(1.0, av, bv, 0.0, out.view_mut()).unwrap())
-        });
         if gemm::BACKEND != "simd" {
-            group.bench_function(BenchmarkId::new("simd", &id), |bench| {
+            group.bench_function(BenchmarkId::new(gemm::BACKEND, &id), |bench| {
+                bench.iter(|| gemm::gemm(1.0, av, bv, 0.0, out.view_mut()).unwrap())
+            });
+        }
+        for isa in gemm::Isa::supported() {
+            gemm::set_isa(isa).unwrap();
+            group.bench_function(BenchmarkId::new(isa.name(), &id), |bench| {
                 bench.iter(|| {
-                    simd::gemm_with(1.0, av, bv, 0.0, out.view_mut(), Parallelism::auto()).unwrap()
+                    gemm::gemm_with(1.0, av, bv, 0.0, out.view_mut(), Parallelism::auto()).unwrap()
                 })
             });
         }
+        gemm::set_isa(gemm::Isa::best()).unwrap();
     }
     group.finish();
 }

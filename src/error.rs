@@ -108,6 +108,21 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An instruction set was asked for (`FEEDFORWARD_ISA`, [`crate::gemm::set_isa`])
+    /// that this CPU cannot run, or a name that is no instruction set.
+    #[error(
+        "instruction set {requested:?} {}; this CPU runs: {}",
+        if *known { "is not supported by this CPU" } else { "is unknown (expected avx512, avx2 or sse2)" },
+        available.join(", ")
+    )]
+    Isa {
+        /// The name asked for.
+        requested: String,
+        /// Whether the name is an instruction set the crate knows.
+        known: bool,
+        /// The names of the levels this CPU runs, widest first.
+        available: Vec<&'static str>,
+    },
     /// The thread pool or the BLAS library could not be configured.
     #[error("backend: {0}")]
     Backend(String),

@@ -31,7 +31,8 @@
 //!   logits; [`Targets`]: class indices or rows of values.
 //! - [`Optimizer`]: SGD (momentum, Nesterov), Adam, AdamW; weight decay; clipping.
 //! - [`gemm`]: the one entry point for matrix products. Default build: the crate's
-//!   own packed SIMD kernel ([`gemm::simd`]); feature `openblas` (or `blas` with a
+//!   own packed SIMD kernel, compiled for AVX-512, AVX2 and SSE2 and chosen at run
+//!   time ([`gemm::isa`]); feature `openblas` (or `blas` with a
 //!   provider of your choice): `cblas_sgemm`.
 //! - [`io`]: data sets from CSV, IDX (MNIST) and NPY/NPZ files, and model files
 //!   ([`io::model`], safetensors) written atomically; [`Standardizer`] for inputs.

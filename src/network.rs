@@ -550,7 +550,7 @@ impl Network {
         resize(&mut ws.row_loss, rows);
         self.opt_state.reserve(&self.optimizer, self.params.len());
         #[cfg(not(feature = "blas"))]
-        crate::gemm::simd::reserve_buffers();
+        crate::gemm::reserve_buffers();
     }
 
     /// Whether the output layer's activation is applied after keeping its logits.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{uniform, with_threads};
-use feedforward::gemm::{self, Parallelism, reference, simd};
+use feedforward::gemm::{self, Parallelism, reference};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
 
 type Gemm = fn(f32, ArrayView2<f32>, ArrayView2<f32>, f32, ArrayViewMut2<f32>);
@@ -20,7 +20,7 @@ fn simd_serial(
     beta: f32,
     c: ArrayViewMut2<f32>,
 ) {
-    simd::gemm_with(alpha, a, b, beta, c, Parallelism::None).unwrap();
+    gemm::gemm_with(alpha, a, b, beta, c, Parallelism::None).unwrap();
 }
 
 fn simd_parallel(
@@ -30,7 +30,7 @@ fn simd_parallel(
     beta: f32,
     c: ArrayViewMut2<f32>,
 ) {
-    simd::gemm_with(alpha, a, b, beta, c, Parallelism::Rayon(2)).unwrap();
+    gemm::gemm_with(alpha, a, b, beta, c, Parallelism::Rayon(2)).unwrap();
 }
 
 /// Checks `f` against the reference for one shape and every transpose combination.
@@ -103,8 +103,10 @@ fn simd_parallel_matches_reference() {
 
 #[test]
 fn wide_panels_cross_nc() {
-    // n larger than one B panel (NC columns).
-    let n = simd::NC + 37;
+    // n larger than one B panel (NC = 128·NR columns: 4096 with AVX-512's
+    // NR = 32, 2048 with AVX2's, 1024 with SSE2's).
+    let (_, nr) = gemm::isa().tile();
+    let n = 128 * nr + 37;
     check(simd_serial, 3, n, 5, 1.0, 0.0);
     with_threads(2, || check(simd_parallel, 20, n, 9, 1.0, 0.5));
 }
@@ -179,7 +181,7 @@ fn simd_is_bit_identical_across_thread_counts() {
             let run = |threads: usize| {
                 with_threads(threads, || {
                     let mut c = Array2::zeros((m, n));
-                    simd::gemm_with(1.0, a.view(), b, 0.0, c.view_mut(), Parallelism::auto())
+                    gemm::gemm_with(1.0, a.view(), b, 0.0, c.view_mut(), Parallelism::auto())
                         .unwrap();
                     c
                 })
@@ -224,7 +226,7 @@ fn a_read_in_place_gives_the_packed_bits() {
             for beta in [0.0, 0.5] {
                 let run = |a: ArrayView2<f32>| {
                     let mut c = c0.clone();
-                    simd::gemm_with(1.5, a, b.view(), beta, c.view_mut(), par).unwrap();
+                    gemm::gemm_with(1.5, a, b.view(), beta, c.view_mut(), par).unwrap();
                     c
                 };
                 let packed = run(far.slice(s![.., 1..k + 1]));
@@ -277,7 +279,7 @@ fn a_row_alone_gives_the_same_bits_as_in_a_batch() {
     let b = uniform(k, n, 22);
     let c0 = uniform(m, n, 23);
     let mut batch = c0.clone();
-    simd::gemm_with(
+    gemm::gemm_with(
         1.5,
         a.view(),
         b.view(),
@@ -288,7 +290,7 @@ fn a_row_alone_gives_the_same_bits_as_in_a_batch() {
     .unwrap();
     for i in [0, 1, 13, 39] {
         let mut row = c0.slice(s![i..i + 1, ..]).to_owned();
-        simd::gemm_with(
+        gemm::gemm_with(
             1.5,
             a.slice(s![i..i + 1, ..]),
             b.view(),

@@ -46,7 +46,7 @@ pub(crate) fn gemm(
     }
     let too_big = [m, n, k].iter().any(|&d| i32::try_from(d).is_err());
     if too_big {
-        super::simd::gemm(alpha, a, b, beta, c, super::Parallelism::auto(), None);
+        super::own(alpha, a, b, beta, c, super::Parallelism::auto(), None);
         return;
     }
     sync_threads();

@@ -3,32 +3,87 @@
 //! [`gemm`] computes `C ← α·A·B + β·C` for row-major `ndarray` views. A transposed
 //! operand is simply a transposed view (`a.t()`): both backends read any strides.
 //!
-//! - Default build: [`simd`], the crate's own packed, cache-blocked kernel
-//!   (BLIS loop nest, `wide` micro-kernel, rayon over output blocks).
-//! - Feature `blas` / `openblas`: `blas.rs`, which hands the product to `cblas_sgemm`
-//!   (except products of at most four rows, such as batch-1 inference, which BLAS
-//!   runs on one thread: those go to [`simd`]'s few-rows kernel).
+//! - Default build: the crate's own packed, cache-blocked kernel: the five BLIS
+//!   loops ([`loops`](self#the-crates-own-kernel)), packing, and a micro-kernel per
+//!   instruction set (AVX-512F, AVX2 + FMA, and the portable `wide` one: SSE2 on
+//!   x86-64, NEON on aarch64), the best the CPU has chosen once at run time
+//!   ([`isa`], [`set_isa`], `FEEDFORWARD_ISA`).
+//! - Feature `blas` (or a provider feature: `openblas`, `blis`): `blas.rs`, which
+//!   hands the product to `cblas_sgemm` (except products of at most four rows,
+//!   such as batch-1 inference, which BLAS runs on one thread: those go to the
+//!   crate's few-rows kernel).
 //!
 //! [`mod@reference`] is a plain triple loop that the tests compare both against.
+//!
+//! # The crate's own kernel
+//!
+//! `loops.rs` holds the five loops, `pack.rs` the packing, `small.rs` the
+//! few-rows kernel, `kernel.rs` the micro-kernel written once over a [`Simd`]
+//! vector trait, and `avx512.rs`, `avx2.rs`, `portable.rs` one instruction set
+//! each. `dispatch.rs` detects the CPU's features once and caches the choice.
+//!
+//! [`Simd`]: self#the-crates-own-kernel
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(feature = "blas")]
 pub mod blas;
+mod dispatch;
 mod epilogue;
+mod kernel;
+mod loops;
+mod pack;
+mod portable;
 pub mod reference;
-pub mod simd;
+mod small;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::error::{Error, Result, shape_str};
 
+pub use dispatch::{ISA_VARIABLE, Isa, isa, isa_from_env, set_isa};
 pub use epilogue::Epilogue;
+pub use loops::{KC, PARALLEL_THRESHOLD, reserve_buffers};
 
-/// Which implementation [`gemm`] dispatches to in this build.
+/// Runs `$body` with the type `$k` naming the [`kernel::Kernel`] of the
+/// instruction set in use ([`isa`]): the one place the choice is read.
+macro_rules! with_kernel {
+    ($k:ident => $body:expr) => {
+        match $crate::gemm::isa() {
+            #[cfg(target_arch = "x86_64")]
+            $crate::gemm::Isa::Avx512 => {
+                type $k = $crate::gemm::avx512::Avx512;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::gemm::Isa::Avx2 => {
+                type $k = $crate::gemm::avx2::Avx2;
+                $body
+            }
+            _ => {
+                type $k = $crate::gemm::portable::Portable;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_kernel;
+
+/// Which implementation [`gemm`] dispatches to in this build: `"simd"` (the
+/// crate's own kernel, on [`isa`]) or `"blas"`.
 pub const BACKEND: &str = if cfg!(feature = "blas") {
     "blas"
 } else {
     "simd"
 };
+
+/// What computes the products, for reports: `"simd avx512"`, or `"blas"` with
+/// the crate's own kernel (used for few-rows products) after it.
+pub fn kernel_description() -> String {
+    format!("{BACKEND} ({})", isa())
+}
 
 /// Computes `C ← α·A·B + β·C`.
 ///
@@ -68,15 +123,15 @@ pub fn gemm(
         // pool instead, so each core streams only its share of the weights. All
         // such products go there, so that OpenBLAS's own threads are not woken
         // between them to compete with rayon's for the cores.
-        if simd::is_few_rows(&a, &b) {
-            simd::gemm(alpha, a, b, beta, c, Parallelism::auto(), None);
+        if is_few_rows(&a, &b) {
+            own(alpha, a, b, beta, c, Parallelism::auto(), None);
         } else {
             blas::gemm(alpha, a, b, beta, c);
         }
     }
     #[cfg(not(feature = "blas"))]
     {
-        simd::gemm(alpha, a, b, beta, c, Parallelism::auto(), None);
+        own(alpha, a, b, beta, c, Parallelism::auto(), None);
     }
     Ok(())
 }
@@ -123,8 +178,8 @@ pub fn gemm_bias(
     }
     #[cfg(feature = "blas")]
     {
-        if simd::is_few_rows(&a, &b) {
-            simd::gemm(1.0, a, b, 0.0, c, Parallelism::auto(), Some(epilogue));
+        if is_few_rows(&a, &b) {
+            own(1.0, a, b, 0.0, c, Parallelism::auto(), Some(epilogue));
         } else {
             let mut c = c;
             blas::gemm(1.0, a, b, 0.0, c.view_mut());
@@ -133,9 +188,98 @@ pub fn gemm_bias(
     }
     #[cfg(not(feature = "blas"))]
     {
-        simd::gemm(1.0, a, b, 0.0, c, Parallelism::auto(), Some(epilogue));
+        own(1.0, a, b, 0.0, c, Parallelism::auto(), Some(epilogue));
     }
     Ok(())
+}
+
+/// `C ← α·A·B + β·C` with the crate's own kernel on [`isa`], on the threads
+/// `par` allows: in every build, so that it can be tested and benchmarked beside
+/// BLAS, and with an explicit thread choice.
+///
+/// Same contract as [`gemm`].
+///
+/// # Errors
+/// [`Error::Shape`] when the dimensions disagree.
+///
+/// # Example
+/// ```
+/// use feedforward::gemm::{gemm_with, Parallelism};
+/// use ndarray::{array, Array2};
+/// let a = array![[1.0f32, 2.0]];
+/// let b = array![[3.0f32], [4.0]];
+/// let mut c = Array2::zeros((1, 1));
+/// gemm_with(1.0, a.view(), b.view(), 0.0, c.view_mut(), Parallelism::None)?;
+/// assert_eq!(c[[0, 0]], 11.0);
+/// # Ok::<(), feedforward::Error>(())
+/// ```
+pub fn gemm_with(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    c: ArrayViewMut2<'_, f32>,
+    par: Parallelism,
+) -> Result<()> {
+    check_shapes(&a, &b, &c)?;
+    own(alpha, a, b, beta, c, par, None);
+    Ok(())
+}
+
+/// Whether a product is one of very few rows (at most four, as in batch-1
+/// inference) with a row-major B: the crate's few-rows kernel, which splits
+/// B's columns over threads where BLAS libraries use one.
+#[cfg(feature = "blas")]
+pub(crate) fn is_few_rows(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> bool {
+    (1..=small::SMALL_M).contains(&a.nrows()) && b.strides()[1] == 1
+}
+
+/// The crate's own kernel without the shape check (the caller has done it),
+/// followed by `epilogue` on each tile of C once its last block of `k` is in.
+pub(crate) fn own(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<'_, f32>,
+    par: Parallelism,
+    epilogue: Option<&Epilogue<'_>>,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || alpha == 0.0 {
+        scale_c(beta, &mut c);
+        if let Some(e) = epilogue {
+            apply_epilogue(e, &mut c);
+        }
+        return;
+    }
+    // The few-rows path streams B once, from memory or L2: splitting its columns
+    // over threads pays off earlier (each core then keeps its share of B in its
+    // own L2), so it applies its own threshold.
+    let par = if m * n * k < PARALLEL_THRESHOLD && m > small::SMALL_M {
+        Parallelism::None
+    } else {
+        par
+    };
+    let (a, b, c) = (
+        MatRef::from_view(&a),
+        MatRef::from_view(&b),
+        MatMut::from_view(&mut c),
+    );
+    // SAFETY: the views are valid for their shapes and borrowed for this call;
+    // `with_kernel!` picks a kernel this CPU runs.
+    with_kernel!(K => unsafe {
+        if m <= small::SMALL_M && b.cs == 1 {
+            let product = small::SmallBlock { m, n, k, alpha, a, b, beta, c, epilogue };
+            small::gemm::<K>(&product, par);
+        } else {
+            loops::gemm::<K>(m, n, k, alpha, a, b, beta, c, par, epilogue);
+        }
+    })
 }
 
 /// Applies `epilogue` to the whole of C in one pass (in parallel when C is contiguous).

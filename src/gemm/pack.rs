@@ -6,27 +6,30 @@
 //! width so the micro-kernel never needs a bounds check. Any strides are accepted,
 //! which is how transposed operands come for free.
 
-use super::kernel::{MR, NR};
 use rayon::prelude::*;
 use wide::f32x8;
 
-use crate::gemm::MatRef;
+use super::MatRef;
+use super::kernel::Kernel;
 
-/// Packs rows `[0, mc)` × columns `[0, kc)` of `a` into `out` (at least `⌈mc/MR⌉·MR·kc` floats).
+/// Packs rows `[0, mc)` × columns `[0, kc)` of `a` into `out` (at least
+/// `⌈mc/MR⌉·MR·kc` floats). Compiled per instruction set in [`Kernel::pack_a`].
 ///
 /// # Safety
-/// `a` must be readable over `mc × kc` elements.
-pub(crate) unsafe fn pack_a(a: MatRef, mc: usize, kc: usize, out: &mut [f32]) {
+/// `a` must be readable over `mc × kc` elements; the CPU must run `K`.
+#[inline(always)]
+pub(crate) unsafe fn pack_a<K: Kernel>(a: MatRef, mc: usize, kc: usize, out: &mut [f32]) {
     for (s, sliver) in out
-        .chunks_exact_mut(MR * kc)
-        .take(mc.div_ceil(MR))
+        .chunks_exact_mut(K::MR * kc)
+        .take(mc.div_ceil(K::MR))
         .enumerate()
     {
-        let i0 = s * MR;
+        let i0 = s * K::MR;
         // SAFETY: rows i0..i0 + MR.min(mc - i0), columns 0..kc lie inside a.
         unsafe {
             let src = a.ptr.offset(i0 as isize * a.rs);
-            pack_sliver::<MR>(src, a.cs, a.rs, MR.min(mc - i0), kc, sliver);
+            let rows = K::MR.min(mc - i0);
+            pack_sliver(K::MR, src, a.cs, a.rs, rows, kc, sliver);
         }
     }
 }
@@ -36,31 +39,72 @@ pub(crate) unsafe fn pack_a(a: MatRef, mc: usize, kc: usize, out: &mut [f32]) {
 ///
 /// # Safety
 /// `b` must be readable over `kc × nc` elements.
-pub(crate) unsafe fn pack_b(b: MatRef, kc: usize, nc: usize, out: &mut [f32], parallel: bool) {
-    let out = &mut out[..nc.div_ceil(NR) * NR * kc];
+pub(crate) unsafe fn pack_b<K: Kernel>(
+    b: MatRef,
+    kc: usize,
+    nc: usize,
+    out: &mut [f32],
+    parallel: bool,
+) {
+    let out = &mut out[..nc.div_ceil(K::NR) * K::NR * kc];
     // SAFETY (both arms): sliver t covers columns t·NR.. of b, inside nc.
     if parallel {
-        out.par_chunks_exact_mut(NR * kc)
+        out.par_chunks_exact_mut(K::NR * kc)
             .enumerate()
-            .for_each(|(t, sliver)| unsafe { pack_b_sliver(b, kc, nc, t, sliver) });
+            .for_each(|(t, sliver)| unsafe { K::pack_b_sliver(b, kc, nc, t, sliver) });
     } else {
-        for (t, sliver) in out.chunks_exact_mut(NR * kc).enumerate() {
-            unsafe { pack_b_sliver(b, kc, nc, t, sliver) };
+        for (t, sliver) in out.chunks_exact_mut(K::NR * kc).enumerate() {
+            unsafe { K::pack_b_sliver(b, kc, nc, t, sliver) };
         }
     }
 }
 
-/// Packs sliver `t` (columns `t·NR..`) of a `kc × nc` panel of `b`.
+/// Packs sliver `t` (columns `t·NR..`) of a `kc × nc` panel of `b`. Compiled
+/// per instruction set in [`Kernel::pack_b_sliver`].
 ///
 /// # Safety
-/// As [`pack_b`].
-unsafe fn pack_b_sliver(b: MatRef, kc: usize, nc: usize, t: usize, sliver: &mut [f32]) {
-    let j0 = t * NR;
+/// As [`pack_b`]; the CPU must run `K`.
+#[inline(always)]
+pub(crate) unsafe fn pack_b_sliver<K: Kernel>(
+    b: MatRef,
+    kc: usize,
+    nc: usize,
+    t: usize,
+    sliver: &mut [f32],
+) {
+    let j0 = t * K::NR;
     // SAFETY: rows 0..kc, columns j0..j0 + NR.min(nc - j0) lie inside b.
     unsafe {
         let src = b.ptr.offset(j0 as isize * b.cs);
-        pack_sliver::<NR>(src, b.rs, b.cs, NR.min(nc - j0), kc, sliver);
+        pack_sliver(K::NR, src, b.rs, b.cs, K::NR.min(nc - j0), kc, sliver);
     }
+}
+
+/// [`pack_sliver_of`] for a sliver `width` wide: a tile dimension of one of the
+/// kernels (a constant once the kernel is chosen, so the match folds away).
+///
+/// # Safety
+/// As [`pack_sliver_of`].
+#[inline(always)]
+unsafe fn pack_sliver(
+    width: usize,
+    src: *const f32,
+    step: isize,
+    across: isize,
+    count: usize,
+    kc: usize,
+    sliver: &mut [f32],
+) {
+    macro_rules! widths {
+        ($($w:literal)*) => {
+            match width {
+                // SAFETY (every arm): as the caller guarantees.
+                $($w => unsafe { pack_sliver_of::<$w>(src, step, across, count, kc, sliver) },)*
+                _ => unreachable!("no kernel has tiles {width} wide"),
+            }
+        };
+    }
+    widths!(4 6 8 12 16 32)
 }
 
 /// Packs one sliver `W` wide: `kc` steps (`step` apart in the source) of `count`
@@ -74,7 +118,8 @@ unsafe fn pack_b_sliver(b: MatRef, kc: usize, nc: usize, t: usize, sliver: &mut 
 ///
 /// # Safety
 /// Every addressed source value must be readable; `sliver` holds `kc·W` floats.
-unsafe fn pack_sliver<const W: usize>(
+#[inline(always)]
+unsafe fn pack_sliver_of<const W: usize>(
     src: *const f32,
     step: isize,
     across: isize,
