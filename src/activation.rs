@@ -18,6 +18,7 @@ use std::fmt;
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result, shape_str};
+use crate::gemm::per_isa;
 use crate::kernels;
 
 /// An element-wise (or, for softmax, row-wise) activation function.
@@ -123,7 +124,24 @@ impl Activation {
     /// [`Activation::backward_over_outputs`] on whole rows (the same arithmetic as
     /// `backward_rows`, so both give identical bits).
     fn backward_rows_over(self, da: &[f32], a: &mut [f32], cols: usize) {
-        match self {
+        backward_rows_over(self, da, a, cols);
+    }
+
+    /// The forward kernel on whole rows.
+    pub(crate) fn forward_rows(self, z: &mut [f32], cols: usize) {
+        forward_rows(self, z, cols);
+    }
+
+    /// The backward kernel on whole rows: `g ← dZ` from `g = dA` and `a = A`.
+    fn backward_rows(self, a: &[f32], g: &mut [f32], cols: usize) {
+        backward_rows(self, a, g, cols);
+    }
+}
+
+per_isa! {
+    /// The body of [`Activation::backward_rows_over`], compiled per instruction set.
+    fn backward_rows_over(act: Activation, da: &[f32], a: &mut [f32], cols: usize) {
+        match act {
             Activation::Identity => a.copy_from_slice(da),
             Activation::Relu => a.iter_mut().zip(da).for_each(|(a, &g)| {
                 *a = if *a <= 0.0 { 0.0 } else { g };
@@ -145,10 +163,12 @@ impl Activation {
             }
         }
     }
+}
 
-    /// The forward kernel on whole rows.
-    pub(crate) fn forward_rows(self, z: &mut [f32], cols: usize) {
-        match self {
+per_isa! {
+    /// The body of [`Activation::forward_rows`], compiled per instruction set.
+    fn forward_rows(act: Activation, z: &mut [f32], cols: usize) {
+        match act {
             Activation::Identity => {}
             Activation::Relu => z.iter_mut().for_each(|v| *v = v.max(0.0)),
             Activation::Sigmoid => z.iter_mut().for_each(|v| *v = sigmoid(*v)),
@@ -160,10 +180,12 @@ impl Activation {
             }
         }
     }
+}
 
-    /// The backward kernel on whole rows: `g ← dZ` from `g = dA` and `a = A`.
-    fn backward_rows(self, a: &[f32], g: &mut [f32], cols: usize) {
-        match self {
+per_isa! {
+    /// The body of [`Activation::backward_rows`], compiled per instruction set.
+    fn backward_rows(act: Activation, a: &[f32], g: &mut [f32], cols: usize) {
+        match act {
             Activation::Identity => {}
             Activation::Relu => g.iter_mut().zip(a).for_each(|(g, &a)| {
                 if a <= 0.0 {

@@ -222,3 +222,48 @@ fn isa_error(requested: &str, known: bool) -> Error {
         available: Isa::supported().into_iter().map(Isa::name).collect(),
     }
 }
+
+/// Compiles a function's body once per instruction set and runs the copy for
+/// [`isa`]: for the element-wise kernels (optimizer updates, activations,
+/// reductions), whose loops the compiler vectorises for the registers each copy
+/// may use. The copies compute the same bits (no copy fuses or reorders
+/// floating-point operations); only their speed differs.
+///
+/// Written here rather than taken from the `multiversion` crate so that
+/// `FEEDFORWARD_ISA` and [`set_isa`] choose for these kernels and the products
+/// alike, from one cached value.
+macro_rules! per_isa {
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+    ) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx512($($arg: $ty),*) $(-> $ret)? {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx2($($arg: $ty),*) $(-> $ret)? {
+                body($($arg),*)
+            }
+            match $crate::gemm::isa() {
+                // SAFETY: `isa` returns a level only when the CPU has it.
+                #[cfg(target_arch = "x86_64")]
+                $crate::gemm::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                $crate::gemm::Isa::Avx2 => unsafe { avx2($($arg),*) },
+                _ => body($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use per_isa;

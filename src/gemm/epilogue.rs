@@ -47,7 +47,7 @@ impl<'a> Epilogue<'a> {
     }
 
     /// Applies the epilogue to one row segment: `row[j]` is column `first_col + j`.
-    #[inline]
+    #[inline(always)]
     fn apply_row(&self, row: &mut [f32], first_col: usize) -> u32 {
         let bias = &self.bias[first_col..first_col + row.len()];
         let mut exponent = 0u32;
@@ -67,7 +67,7 @@ impl<'a> Epilogue<'a> {
     }
 
     /// Records a block's largest exponent field.
-    #[inline]
+    #[inline(always)]
     fn note(&self, exponent: u32) {
         if exponent == EXPONENT {
             self.non_finite.store(true, Ordering::Relaxed);
@@ -88,9 +88,13 @@ impl<'a> Epilogue<'a> {
     /// Applies the epilogue to the `rows × cols` block of `c` whose first column
     /// is column `first_col` of the whole C.
     ///
+    /// Inlined into the kernels' per-instruction-set entry points, so that it
+    /// is vectorised with their registers.
+    ///
     /// # Safety
     /// The block must be valid and writable at `c`'s strides, and
     /// `first_col + cols ≤` [`Epilogue::cols`].
+    #[inline(always)]
     pub(crate) unsafe fn apply_block(&self, c: MatMut, rows: usize, cols: usize, first_col: usize) {
         let mut exponent = 0;
         for i in 0..rows {

@@ -285,24 +285,18 @@ pub(crate) unsafe fn tile<K: Kernel, const R: usize, const W: usize, const ROW_S
         }
         let zero = K::splat(0.0);
         let mut acc = [[zero; W]; R];
+        // Two steps per turn of the loop, so that its counter and pointer
+        // updates are spread over twice the multiply-adds (the order of the
+        // steps, and so every sum, is unchanged).
         let (mut ap, mut b) = (a.ptr, b);
-        for _ in 0..kc {
-            let mut bv = [zero; W];
-            for (w, v) in bv.iter_mut().enumerate() {
-                *v = K::load(b.add(w * K::LANES));
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = if ROW_STRIDED {
-                    K::splat(*ap.offset(i as isize * a.row))
-                } else {
-                    K::splat(*ap.add(i))
-                };
-                for (acc, &bw) in row.iter_mut().zip(&bv) {
-                    *acc = K::mul_add(ai, bw, *acc);
-                }
-            }
-            ap = ap.offset(a.step);
-            b = b.add(K::NR);
+        for _ in 0..kc / 2 {
+            step::<K, R, W, ROW_STRIDED>(&mut acc, ap, a.row, b);
+            step::<K, R, W, ROW_STRIDED>(&mut acc, ap.offset(a.step), a.row, b.add(K::NR));
+            ap = ap.offset(2 * a.step);
+            b = b.add(2 * K::NR);
+        }
+        if kc % 2 == 1 {
+            step::<K, R, W, ROW_STRIDED>(&mut acc, ap, a.row, b);
         }
         let va = K::splat(alpha);
         for (i, row) in acc.iter().enumerate() {
@@ -313,6 +307,42 @@ pub(crate) unsafe fn tile<K: Kernel, const R: usize, const W: usize, const ROW_S
                 } else {
                     K::store(ci, K::mul_add(K::load(ci), K::splat(beta), K::mul(v, va)));
                 }
+            }
+        }
+    }
+}
+
+/// One step of `k` in [`tile`]: `acc[i][w] += A[i, p]·B[p, w-th vector]`, with
+/// `ap` at step `p` of the A sliver (rows `row` apart) and `b` at row `p` of the
+/// B sliver.
+///
+/// A function, not a closure: a closure inside an `#[inline(always)]` body is
+/// compiled on its own, without the caller's target features, and its vector
+/// operations then become calls.
+///
+/// # Safety
+/// As [`tile`], for the one step.
+#[inline(always)]
+unsafe fn step<K: Kernel, const R: usize, const W: usize, const ROW_STRIDED: bool>(
+    acc: &mut [[K::V; W]; R],
+    ap: *const f32,
+    row: isize,
+    b: *const f32,
+) {
+    // SAFETY: inside the slivers, as the caller guarantees; the CPU runs K.
+    unsafe {
+        let mut bv = [K::splat(0.0); W];
+        for (w, v) in bv.iter_mut().enumerate() {
+            *v = K::load(b.add(w * K::LANES));
+        }
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            let ai = if ROW_STRIDED {
+                K::splat(*ap.offset(i as isize * row))
+            } else {
+                K::splat(*ap.add(i))
+            };
+            for (acc, &bw) in acc_row.iter_mut().zip(&bv) {
+                *acc = K::mul_add(ai, bw, *acc);
             }
         }
     }

@@ -43,6 +43,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::error::{Error, Result, shape_str};
 
+pub(crate) use dispatch::per_isa;
 pub use dispatch::{ISA_VARIABLE, Isa, isa, isa_from_env, set_isa};
 pub use epilogue::Epilogue;
 pub use loops::{KC, PARALLEL_THRESHOLD, reserve_buffers};

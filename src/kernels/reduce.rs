@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use super::worth_parallel;
+use crate::gemm::per_isa;
 
 /// Columns per task in a column reduction (a multiple of every SIMD width).
 const COLUMN_BLOCK: usize = 64;
@@ -37,13 +38,20 @@ pub(crate) fn column_sums(x: &[f32], out: &mut [f32], accumulate: bool) {
         if !accumulate {
             blk.fill(0.0);
         }
+        add_columns(x, cols, j0, blk);
+    });
+}
+
+per_isa! {
+    /// `blk[j] += Σᵢ x[i, j0 + j]`, rows top to bottom.
+    fn add_columns(x: &[f32], cols: usize, j0: usize, blk: &mut [f32]) {
         let w = blk.len();
         for row in x.chunks_exact(cols) {
             for (o, v) in blk.iter_mut().zip(&row[j0..j0 + w]) {
                 *o += v;
             }
         }
-    });
+    }
 }
 
 /// `out[j] (+)= Σᵢ x[i, j]·y[i, j]` (column-wise dot products).
@@ -57,13 +65,20 @@ pub(crate) fn column_dots(x: &[f32], y: &[f32], out: &mut [f32], accumulate: boo
         if !accumulate {
             blk.fill(0.0);
         }
+        add_column_dots(x, y, cols, j0, blk);
+    });
+}
+
+per_isa! {
+    /// `blk[j] += Σᵢ x[i, j0 + j]·y[i, j0 + j]`, rows top to bottom.
+    fn add_column_dots(x: &[f32], y: &[f32], cols: usize, j0: usize, blk: &mut [f32]) {
         for (rx, ry) in x.chunks_exact(cols).zip(y.chunks_exact(cols)) {
             let (rx, ry) = (&rx[j0..j0 + blk.len()], &ry[j0..j0 + blk.len()]);
             for ((o, a), b) in blk.iter_mut().zip(rx).zip(ry) {
                 *o += a * b;
             }
         }
-    });
+    }
 }
 
 /// Column means and biased variances of `x`, the latter as `Σ (x − mean)² / rows`

@@ -39,35 +39,37 @@ impl Default for AdamConfig {
     }
 }
 
-/// One Adam/AdamW update at step `t` over a run of parameters; gradients are first
-/// multiplied by `grad_scale` (gradient clipping).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn update(
-    c: &AdamConfig,
-    decoupled: bool,
-    t: u64,
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    grad_scale: f32,
-) {
-    let t = i32::try_from(t).unwrap_or(i32::MAX);
-    let bc1 = 1.0 - f64::from(c.beta1).powi(t);
-    let bc2 = 1.0 - f64::from(c.beta2).powi(t);
-    let step_size = (f64::from(c.lr) / bc1) as f32;
-    let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
-    let (b1, b2, eps) = (c.beta1, c.beta2, c.eps);
-    let (coupled_wd, shrink) = if decoupled {
-        (0.0, 1.0 - c.lr * c.weight_decay)
-    } else {
-        (c.weight_decay, 1.0)
-    };
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        let g = g * grad_scale + coupled_wd * *p;
-        *p *= shrink;
-        *m = b1 * *m + (1.0 - b1) * g;
-        *v = b2 * *v + (1.0 - b2) * g * g;
-        *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+crate::gemm::per_isa! {
+    /// One Adam/AdamW update at step `t` over a run of parameters; gradients are first
+    /// multiplied by `grad_scale` (gradient clipping).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn update(
+        c: &AdamConfig,
+        decoupled: bool,
+        t: u64,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        grad_scale: f32,
+    ) {
+        let t = i32::try_from(t).unwrap_or(i32::MAX);
+        let bc1 = 1.0 - f64::from(c.beta1).powi(t);
+        let bc2 = 1.0 - f64::from(c.beta2).powi(t);
+        let step_size = (f64::from(c.lr) / bc1) as f32;
+        let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
+        let (b1, b2, eps) = (c.beta1, c.beta2, c.eps);
+        let (coupled_wd, shrink) = if decoupled {
+            (0.0, 1.0 - c.lr * c.weight_decay)
+        } else {
+            (c.weight_decay, 1.0)
+        };
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * grad_scale + coupled_wd * *p;
+            *p *= shrink;
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+        }
     }
 }

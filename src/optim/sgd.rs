@@ -34,26 +34,28 @@ impl Default for SgdConfig {
     }
 }
 
-/// One SGD update over a run of parameters; gradients are first multiplied by
-/// `grad_scale` (gradient clipping). `velocity` is untouched when `μ = 0`.
-pub(crate) fn update(
-    c: &SgdConfig,
-    p: &mut [f32],
-    g: &[f32],
-    velocity: &mut [f32],
-    grad_scale: f32,
-) {
-    let (lr, mu, wd) = (c.lr, c.momentum, c.weight_decay);
-    if mu == 0.0 {
-        for (p, &g) in p.iter_mut().zip(g) {
-            *p -= lr * (g * grad_scale + wd * *p);
+crate::gemm::per_isa! {
+    /// One SGD update over a run of parameters; gradients are first multiplied by
+    /// `grad_scale` (gradient clipping). `velocity` is untouched when `μ = 0`.
+    pub(crate) fn update(
+        c: &SgdConfig,
+        p: &mut [f32],
+        g: &[f32],
+        velocity: &mut [f32],
+        grad_scale: f32,
+    ) {
+        let (lr, mu, wd) = (c.lr, c.momentum, c.weight_decay);
+        if mu == 0.0 {
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p -= lr * (g * grad_scale + wd * *p);
+            }
+            return;
         }
-        return;
-    }
-    for ((p, &g), v) in p.iter_mut().zip(g).zip(velocity.iter_mut()) {
-        let g = g * grad_scale + wd * *p;
-        *v = mu * *v + g;
-        let step = if c.nesterov { g + mu * *v } else { *v };
-        *p -= lr * step;
+        for ((p, &g), v) in p.iter_mut().zip(g).zip(velocity.iter_mut()) {
+            let g = g * grad_scale + wd * *p;
+            *v = mu * *v + g;
+            let step = if c.nesterov { g + mu * *v } else { *v };
+            *p -= lr * step;
+        }
     }
 }
