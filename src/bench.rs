@@ -203,8 +203,9 @@ impl BenchResult {
             _ => String::new(),
         };
         format!(
-            "{{\"framework\":\"feedforward\",\"backend\":\"{}\",\"workload\":\"{}\",\"threads\":{},\"batch\":{},\"steps\":{},\"warmup\":{},\"samples_per_s\":{:.2},\"gflops\":{:.3},\"us_per_call_median\":{:.2},\"us_per_call_mean\":{:.2},\"peak_rss_mb\":{},\"final_loss\":{}{}}}",
+            "{{\"framework\":\"feedforward\",\"backend\":\"{}\",\"isa\":\"{}\",\"workload\":\"{}\",\"threads\":{},\"batch\":{},\"steps\":{},\"warmup\":{},\"samples_per_s\":{:.2},\"gflops\":{:.3},\"us_per_call_median\":{:.2},\"us_per_call_mean\":{:.2},\"peak_rss_mb\":{},\"final_loss\":{}{}}}",
             crate::gemm::BACKEND,
+            crate::gemm::isa(),
             self.workload.name(),
             self.threads,
             self.batch,

@@ -1053,3 +1053,64 @@ fn val_split_keeps_a_class_only_the_held_out_rows_hold() {
         }
     }
 }
+
+#[test]
+fn info_and_bench_name_the_kernels_and_feedforward_isa_is_checked() {
+    let best = feedforward::gemm::Isa::best().name();
+    let info = succeeds(&["info"]);
+    assert!(
+        info.contains(&format!("kernels {best} (this CPU: ")),
+        "{info}"
+    );
+    assert_eq!(succeeds(&["--version"]), info, "--version and info differ");
+
+    // Forced to the portable level, every report says so.
+    let forced = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_feedforward"))
+            .args(args)
+            .env("FEEDFORWARD_ISA", "sse2")
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    };
+    let portable = feedforward::gemm::Isa::Portable.name();
+    assert!(forced(&["info"]).contains(&format!("kernels {portable} (")));
+    let run = forced(&[
+        "bench",
+        "--workload",
+        "W3b",
+        "--threads",
+        "1",
+        "--steps",
+        "3",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    let line = &json_lines(&run)[0];
+    assert_eq!(line["isa"], portable, "{run}");
+
+    // A name that is no level, or a level this CPU lacks, stops the program.
+    let refused = |value: &str, expected: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_feedforward"))
+            .arg("info")
+            .env("FEEDFORWARD_ISA", value)
+            .output()
+            .expect("the binary runs");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{value}: {err}");
+        for piece in expected {
+            assert!(err.contains(piece), "{value}: {err:?} lacks {piece:?}");
+        }
+    };
+    refused(
+        "avx3",
+        &["error: FEEDFORWARD_ISA", "\"avx3\" is unknown", best],
+    );
+    for isa in feedforward::gemm::Isa::ALL {
+        if !isa.is_supported() {
+            refused(isa.name(), &["is not supported by this CPU", best]);
+        }
+    }
+}

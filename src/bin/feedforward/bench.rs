@@ -96,8 +96,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     if !args.json {
         outln!(
-            "feedforward bench: backend {}, {} thread(s) available",
-            feedforward::gemm::BACKEND,
+            "feedforward bench: {}; {} thread(s) available",
+            crate::version_line(),
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
     }
@@ -233,6 +233,7 @@ fn replay(dir: &std::path::Path, expect: Option<f64>, json: bool) -> Result<()> 
             serde_json::json!({
                 "framework": "feedforward",
                 "backend": feedforward::gemm::BACKEND,
+                "isa": feedforward::gemm::isa().name(),
                 "workload": r.workload,
                 "steps": r.steps,
                 "final_loss": crate::json_f32(r.final_loss),

@@ -22,7 +22,7 @@ mod training_data;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Errors reach `main` as one message.
 pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
@@ -49,6 +49,26 @@ enum Cmd {
     /// Run the standard benchmark workloads (W1, W2, W3, W3b, SGEMM) and print
     /// samples/s, GFLOP/s, the fraction of SGEMM and peak memory.
     Bench(bench::BenchArgs),
+    /// Print the version, the matrix-multiply backend, and the instruction set
+    /// the kernels run on (and those this CPU supports).
+    Info,
+}
+
+/// `0.1.0, backend simd, kernels avx2 (this CPU: avx2, sse2)`: what `--version`
+/// and `info` print, and `bench` in its header.
+pub fn version_line() -> String {
+    let supported: Vec<&str> = feedforward::gemm::Isa::supported()
+        .into_iter()
+        .map(|i| i.name())
+        .collect();
+    format!(
+        "{}, backend {}, kernels {} (this CPU: {}; choose with {})",
+        env!("CARGO_PKG_VERSION"),
+        feedforward::gemm::BACKEND,
+        feedforward::gemm::isa(),
+        supported.join(", "),
+        feedforward::gemm::ISA_VARIABLE,
+    )
 }
 
 /// Standard output failed: a closed pipe ends the program quietly, anything
@@ -68,7 +88,17 @@ pub fn json_f32(x: f32) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // An unusable FEEDFORWARD_ISA is a mistake to report, not to run past.
+    if let Err(e) = feedforward::gemm::isa_from_env() {
+        eprintln!("error: {}: {e}", feedforward::gemm::ISA_VARIABLE);
+        return ExitCode::FAILURE;
+    }
+    let version: &'static str = Box::leak(version_line().into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     #[cfg(feature = "openblas")]
     ensure_openblas_kernel();
     let result = match cli.command {
@@ -77,6 +107,10 @@ fn main() -> ExitCode {
         Cmd::Predict(args) => predict::run(&args),
         Cmd::Data(args) => data::run(&args),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Info => {
+            outln!("feedforward {}", version_line());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
