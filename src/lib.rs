@@ -32,8 +32,8 @@
 //! - [`Optimizer`]: SGD (momentum, Nesterov), Adam, AdamW; weight decay; clipping.
 //! - [`gemm`]: the one entry point for matrix products. Default build: the crate's
 //!   own packed SIMD kernel, compiled for AVX-512, AVX2 and SSE2 and chosen at run
-//!   time ([`gemm::isa`]); feature `openblas` (or `blas` with a
-//!   provider of your choice): `cblas_sgemm`.
+//!   time ([`gemm::isa`]); features `openblas`, `blis` (or `blas` with a
+//!   provider of your choice through `blas-src`): `cblas_sgemm`.
 //! - [`io`]: data sets from CSV, IDX (MNIST) and NPY/NPZ files, and model files
 //!   ([`io::model`], safetensors) written atomically; [`Standardizer`] for inputs.
 //! - Element-wise kernels run on rayon across batch rows; [`set_threads`] sets one
@@ -47,8 +47,15 @@
 //! out of range, empty inputs and invalid settings come back as an [`Error`].
 #![warn(missing_docs)]
 
-#[cfg(feature = "openblas")]
-extern crate openblas_src;
+// A provider feature links its library through blas-src.
+#[cfg(any(feature = "openblas", feature = "blis"))]
+extern crate blas_src;
+
+#[cfg(all(feature = "openblas", feature = "blis"))]
+compile_error!(
+    "features `openblas` and `blis` both provide cblas_sgemm: enable one of them \
+     (or `blas` alone, with the provider chosen by your binary through blas-src)"
+);
 
 pub mod activation;
 pub mod bench;

@@ -1058,10 +1058,7 @@ fn val_split_keeps_a_class_only_the_held_out_rows_hold() {
 fn info_and_bench_name_the_kernels_and_feedforward_isa_is_checked() {
     let best = feedforward::gemm::Isa::best().name();
     let info = succeeds(&["info"]);
-    assert!(
-        info.contains(&format!("kernels {best} (this CPU: ")),
-        "{info}"
-    );
+    assert!(info.contains(&format!("simd {best} (this CPU: ")), "{info}");
     assert_eq!(succeeds(&["--version"]), info, "--version and info differ");
 
     // Forced to the portable level, every report says so.
@@ -1075,7 +1072,7 @@ fn info_and_bench_name_the_kernels_and_feedforward_isa_is_checked() {
         String::from_utf8(out.stdout).expect("utf-8 output")
     };
     let portable = feedforward::gemm::Isa::Portable.name();
-    assert!(forced(&["info"]).contains(&format!("kernels {portable} (")));
+    assert!(forced(&["info"]).contains(&format!("simd {portable} (")));
     let run = forced(&[
         "bench",
         "--workload",

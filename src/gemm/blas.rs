@@ -184,6 +184,57 @@ use openblas::sync_threads;
 #[cfg(feature = "openblas")]
 pub use openblas::{core_name, is_fallback_kernel};
 
-/// A generic BLAS has no thread setting we can reach; it keeps its own.
-#[cfg(not(feature = "openblas"))]
+/// The library and the kernels it chose for this CPU, for reports:
+/// `"openblas Haswell"`, `"blis zen3"`, or `"blas"` when the provider is the
+/// final binary's choice.
+pub fn provider() -> String {
+    #[cfg(feature = "openblas")]
+    return format!("openblas {}", openblas::core_name());
+    #[cfg(feature = "blis")]
+    return format!("blis {}", blis::core_name());
+    #[cfg(not(any(feature = "openblas", feature = "blis")))]
+    String::from("blas")
+}
+
+#[cfg(feature = "blis")]
+mod blis {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    unsafe extern "C" {
+        /// `dim_t` is BLIS's 64-bit integer (its default build, and Debian's).
+        fn bli_thread_set_num_threads(threads: i64);
+        fn bli_arch_query_id() -> std::ffi::c_int;
+        fn bli_arch_string(id: std::ffi::c_int) -> *const std::ffi::c_char;
+    }
+
+    static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Makes BLIS use as many threads as the current rayon pool.
+    pub(crate) fn sync_threads() {
+        let want = rayon::current_num_threads().max(1);
+        if THREADS.swap(want, Ordering::Relaxed) != want {
+            // SAFETY: a plain setter in BLIS.
+            unsafe { bli_thread_set_num_threads(want as i64) };
+        }
+    }
+
+    /// The name of the sub-configuration BLIS chose for this CPU (e.g. `"zen3"`).
+    pub(crate) fn core_name() -> String {
+        // SAFETY: BLIS returns a static NUL-terminated string for its own id.
+        unsafe {
+            let p = bli_arch_string(bli_arch_query_id());
+            if p.is_null() {
+                return String::from("unknown");
+            }
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+#[cfg(feature = "blis")]
+use blis::sync_threads;
+
+/// A BLAS chosen by the final binary has no thread setting we can reach; it
+/// keeps its own.
+#[cfg(not(any(feature = "openblas", feature = "blis")))]
 fn sync_threads() {}

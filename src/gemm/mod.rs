@@ -4,8 +4,7 @@
 //! operand is simply a transposed view (`a.t()`): both backends read any strides.
 //!
 //! - Default build: the crate's own packed, cache-blocked kernel: the five BLIS
-//!   loops ([`loops`](self#the-crates-own-kernel)), packing, and a micro-kernel per
-//!   instruction set (AVX-512F, AVX2 + FMA, and the portable `wide` one: SSE2 on
+//!   loops, packing, and a micro-kernel per instruction set (AVX-512F, AVX2 + FMA, and the portable `wide` one: SSE2 on
 //!   x86-64, NEON on aarch64), the best the CPU has chosen once at run time
 //!   ([`isa`], [`set_isa`], `FEEDFORWARD_ISA`).
 //! - Feature `blas` (or a provider feature: `openblas`, `blis`): `blas.rs`, which
@@ -18,11 +17,16 @@
 //! # The crate's own kernel
 //!
 //! `loops.rs` holds the five loops, `pack.rs` the packing, `small.rs` the
-//! few-rows kernel, `kernel.rs` the micro-kernel written once over a [`Simd`]
+//! few-rows kernel, `kernel.rs` the micro-kernel written once over a `Simd`
 //! vector trait, and `avx512.rs`, `avx2.rs`, `portable.rs` one instruction set
-//! each. `dispatch.rs` detects the CPU's features once and caches the choice.
+//! each: its vector operations and its tile. `dispatch.rs` detects the CPU's
+//! features once and caches the choice; `FEEDFORWARD_ISA` or [`set_isa`]
+//! choose a lower level.
 //!
-//! [`Simd`]: self#the-crates-own-kernel
+//! Within one instruction set, results are bit-identical for any thread count
+//! and run to run. AVX-512 and AVX2 compute every element with the same fused
+//! multiply-adds in the same order, so they agree with each other too; the SSE2
+//! kernel multiplies and adds separately, and differs in the last bits.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -80,10 +84,14 @@ pub const BACKEND: &str = if cfg!(feature = "blas") {
     "simd"
 };
 
-/// What computes the products, for reports: `"simd avx512"`, or `"blas"` with
-/// the crate's own kernel (used for few-rows products) after it.
+/// What computes the products, for reports: `"simd avx2"`, or on a BLAS build
+/// the library (`"blas openblas Haswell"`) and then the crate's own kernel,
+/// which takes the few-rows products (`"blas openblas Haswell, simd avx2"`).
 pub fn kernel_description() -> String {
-    format!("{BACKEND} ({})", isa())
+    #[cfg(feature = "blas")]
+    return format!("blas {}, simd {}", blas::provider(), isa());
+    #[cfg(not(feature = "blas"))]
+    format!("simd {}", isa())
 }
 
 /// Computes `C ← α·A·B + β·C`.

@@ -54,7 +54,7 @@ enum Cmd {
     Info,
 }
 
-/// `0.1.0, backend simd, kernels avx2 (this CPU: avx2, sse2)`: what `--version`
+/// `0.1.0, kernels simd avx2 (this CPU: avx2, sse2; ...)`: what `--version`
 /// and `info` print, and `bench` in its header.
 pub fn version_line() -> String {
     let supported: Vec<&str> = feedforward::gemm::Isa::supported()
@@ -62,10 +62,9 @@ pub fn version_line() -> String {
         .map(|i| i.name())
         .collect();
     format!(
-        "{}, backend {}, kernels {} (this CPU: {}; choose with {})",
+        "{}, kernels {} (this CPU: {}; choose with {})",
         env!("CARGO_PKG_VERSION"),
-        feedforward::gemm::BACKEND,
-        feedforward::gemm::isa(),
+        feedforward::gemm::kernel_description(),
         supported.join(", "),
         feedforward::gemm::ISA_VARIABLE,
     )
