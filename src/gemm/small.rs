@@ -98,16 +98,19 @@ pub(crate) unsafe fn column_block<K: Kernel>(p: &SmallBlock<'_>, j0: usize) {
                 let beta = if pc == 0 { beta } else { 1.0 };
                 let mut acc = [K::splat(0.0); VECTORS];
                 let mut tail = [0.0f32; 16];
-                for p in pc..pc + kc {
-                    let aip = *a.ptr.offset(i as isize * a.rs + p as isize * a.cs);
-                    let av = K::splat(aip);
-                    let row = b.ptr.offset(p as isize * b.rs + j0 as isize);
-                    for (v, acc) in acc.iter_mut().enumerate().take(full) {
-                        *acc = K::mul_add(av, K::load(row.add(v * lanes)), *acc);
-                    }
-                    for (j, t) in tail.iter_mut().enumerate().take(width - full * lanes) {
-                        *t = K::mul_add_one(aip, *row.add(full * lanes + j), *t);
-                    }
+                let a_row = a.ptr.offset(i as isize * a.rs);
+                let b_cols = b.ptr.add(j0);
+                let (steps, rest) = (pc..pc + kc, width - full * lanes);
+                // A whole block gets its own copy of the loop, with the vector
+                // count a constant: the accumulators then live in registers.
+                if full == VECTORS {
+                    accumulate::<K>(
+                        &mut acc, &mut tail, a_row, a.cs, b_cols, b.rs, steps, VECTORS, 0,
+                    );
+                } else {
+                    accumulate::<K>(
+                        &mut acc, &mut tail, a_row, a.cs, b_cols, b.rs, steps, full, rest,
+                    );
                 }
                 let ci = c.ptr.offset(i as isize * c.rs + j0 as isize * c.cs);
                 let mut ab = [0.0f32; 16];
@@ -134,6 +137,43 @@ pub(crate) unsafe fn column_block<K: Kernel>(p: &SmallBlock<'_>, j0: usize) {
             }
             if let Some(e) = epilogue {
                 e.apply_block(c.offset(i, j0), 1, width, j0);
+            }
+        }
+    }
+}
+
+/// `acc[v] += A[i, p]·B[p, v·LANES..]` for the first `full` vectors of the
+/// block, and `tail[j] += A[i, p]·B[p, full·LANES + j]` for the `rest` columns
+/// after them, for every step `p` of `steps` in order. `a_row` is row `i` of A
+/// (steps `a_cs` apart), `b` the block's first column of B (rows `b_rs` apart).
+///
+/// # Safety
+/// Every addressed value must be readable; `full ≤ VECTORS`, `rest < LANES`;
+/// the CPU must run `K`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn accumulate<K: Kernel>(
+    acc: &mut [K::V; VECTORS],
+    tail: &mut [f32; 16],
+    a_row: *const f32,
+    a_cs: isize,
+    b: *const f32,
+    b_rs: isize,
+    steps: std::ops::Range<usize>,
+    full: usize,
+    rest: usize,
+) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        for p in steps {
+            let aip = *a_row.offset(p as isize * a_cs);
+            let av = K::splat(aip);
+            let row = b.offset(p as isize * b_rs);
+            for (v, acc) in acc.iter_mut().enumerate().take(full) {
+                *acc = K::mul_add(av, K::load(row.add(v * K::LANES)), *acc);
+            }
+            for (j, t) in tail.iter_mut().enumerate().take(rest) {
+                *t = K::mul_add_one(aip, *row.add(full * K::LANES + j), *t);
             }
         }
     }
