@@ -162,6 +162,14 @@ static CHOSEN: AtomicU8 = AtomicU8::new(0);
 /// supports it, otherwise the best supported level at or below it (an unknown
 /// name, or none, means the best). Later calls return the cached choice, which
 /// only [`set_isa`] changes. [`isa_from_env`] tells whether the variable was usable.
+///
+/// ```
+/// use feedforward::gemm::{isa, Isa};
+/// let level = isa();
+/// assert!(level.is_supported());
+/// println!("kernels: {level}, {}×{} tiles", level.tile().0, level.tile().1);
+/// # let _ = Isa::best();
+/// ```
 pub fn isa() -> Isa {
     if let Some(isa) = Isa::from_code(CHOSEN.load(Ordering::Relaxed)) {
         return isa;

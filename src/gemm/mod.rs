@@ -87,6 +87,11 @@ pub const BACKEND: &str = if cfg!(feature = "blas") {
 /// What computes the products, for reports: `"simd avx2"`, or on a BLAS build
 /// the library (`"blas openblas Haswell"`) and then the crate's own kernel,
 /// which takes the few-rows products (`"blas openblas Haswell, simd avx2"`).
+///
+/// ```
+/// let report = feedforward::gemm::kernel_description();
+/// assert!(report.contains(feedforward::gemm::isa().name()));
+/// ```
 pub fn kernel_description() -> String {
     #[cfg(feature = "blas")]
     return format!("blas {}, simd {}", blas::provider(), isa());
