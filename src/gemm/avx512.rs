@@ -45,6 +45,11 @@ unsafe impl Simd for Avx512 {
     unsafe fn mul_add_one(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
     }
+    #[inline(always)]
+    unsafe fn transpose8(src: *const f32, line_stride: isize, count: usize) -> [[f32; 8]; 8] {
+        // SAFETY: as the caller guarantees; AVX-512F implies AVX.
+        unsafe { super::avx2::transpose8(src, line_stride, count) }
+    }
 }
 
 kernel_entry_points!(Avx512, 12, "avx512f,avx2,fma");

@@ -44,6 +44,27 @@ pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
     /// `a·b + c` for one float, rounded as [`Simd::mul_add`] rounds each lane,
     /// so that the scalar edges of a product give the bits the vectors would.
     unsafe fn mul_add_one(a: f32, b: f32, c: f32) -> f32;
+
+    /// The `count ≤ 8` lines of 8 floats at `src` (`line_stride` apart) as the
+    /// columns of an 8 × 8 block: `out[q][r]` is value `q` of line `r`, and 0
+    /// for `r ≥ count`. Packing uses it to copy a transposed operand. This
+    /// version goes through `wide`'s `f32x8::transpose`.
+    ///
+    /// # Safety
+    /// `count` lines of 8 readable floats at `src`.
+    #[inline(always)]
+    unsafe fn transpose8(src: *const f32, line_stride: isize, count: usize) -> [[f32; 8]; 8] {
+        let mut rows = [wide::f32x8::ZERO; 8];
+        for (r, row) in rows.iter_mut().enumerate().take(count) {
+            // SAFETY: line r holds 8 readable floats, as the caller guarantees.
+            *row = unsafe {
+                src.offset(r as isize * line_stride)
+                    .cast::<wide::f32x8>()
+                    .read_unaligned()
+            };
+        }
+        wide::f32x8::transpose(rows).map(|c| c.to_array())
+    }
 }
 
 /// An instruction set's tile and its compiled entry points (made by [`kernel_entry_points!`]).

@@ -7,7 +7,6 @@
 //! which is how transposed operands come for free.
 
 use rayon::prelude::*;
-use wide::f32x8;
 
 use super::MatRef;
 use super::kernel::Kernel;
@@ -29,7 +28,7 @@ pub(crate) unsafe fn pack_a<K: Kernel>(a: MatRef, mc: usize, kc: usize, out: &mu
         unsafe {
             let src = a.ptr.offset(i0 as isize * a.rs);
             let rows = K::MR.min(mc - i0);
-            pack_sliver(K::MR, src, a.cs, a.rs, rows, kc, sliver);
+            pack_sliver::<K>(K::MR, src, a.cs, a.rs, rows, kc, sliver);
         }
     }
 }
@@ -76,7 +75,7 @@ pub(crate) unsafe fn pack_b_sliver<K: Kernel>(
     // SAFETY: rows 0..kc, columns j0..j0 + NR.min(nc - j0) lie inside b.
     unsafe {
         let src = b.ptr.offset(j0 as isize * b.cs);
-        pack_sliver(K::NR, src, b.rs, b.cs, K::NR.min(nc - j0), kc, sliver);
+        pack_sliver::<K>(K::NR, src, b.rs, b.cs, K::NR.min(nc - j0), kc, sliver);
     }
 }
 
@@ -86,7 +85,7 @@ pub(crate) unsafe fn pack_b_sliver<K: Kernel>(
 /// # Safety
 /// As [`pack_sliver_of`].
 #[inline(always)]
-unsafe fn pack_sliver(
+unsafe fn pack_sliver<K: Kernel>(
     width: usize,
     src: *const f32,
     step: isize,
@@ -99,7 +98,7 @@ unsafe fn pack_sliver(
         ($($w:literal)*) => {
             match width {
                 // SAFETY (every arm): as the caller guarantees.
-                $($w => unsafe { pack_sliver_of::<$w>(src, step, across, count, kc, sliver) },)*
+                $($w => unsafe { pack_sliver_of::<K, $w>(src, step, across, count, kc, sliver) },)*
                 _ => unreachable!("no kernel has tiles {width} wide"),
             }
         };
@@ -119,7 +118,7 @@ unsafe fn pack_sliver(
 /// # Safety
 /// Every addressed source value must be readable; `sliver` holds `kc·W` floats.
 #[inline(always)]
-unsafe fn pack_sliver_of<const W: usize>(
+unsafe fn pack_sliver_of<K: Kernel, const W: usize>(
     src: *const f32,
     step: isize,
     across: isize,
@@ -144,10 +143,10 @@ unsafe fn pack_sliver_of<const W: usize>(
         // The same call with the line count a constant (the common case of a
         // full sliver), so that the compiler unrolls the blocks of lines.
         // SAFETY: W lines of `kc` values, as the caller guarantees.
-        unsafe { transpose_rows::<W>(src, across, step, W, kc, sliver) };
+        unsafe { transpose_rows::<K, W>(src, across, step, W, kc, sliver) };
     } else {
         // SAFETY: `count` lines of `kc` values, as the caller guarantees.
-        unsafe { transpose_rows::<W>(src, across, step, count, kc, sliver) };
+        unsafe { transpose_rows::<K, W>(src, across, step, count, kc, sliver) };
     }
     if count < W {
         for dst in sliver.chunks_exact_mut(W).take(kc) {
@@ -161,13 +160,13 @@ unsafe fn pack_sliver_of<const W: usize>(
 /// value `p` of line `i` goes to `out[p·W + i]`.
 ///
 /// Contiguous lines (`step` 1: rows of a row-major matrix) go through 8 × 8
-/// register transposes, eight steps of every line at a time, so that `out` is
+/// register transposes ([`super::kernel::Simd::transpose8`]), eight steps of every line at a time, so that `out` is
 /// written front to back. Other strides go element by element, line by line.
 ///
 /// # Safety
 /// Every addressed source value must be readable; `lines ≤ W`; `out` holds `len·W` floats.
 #[inline(always)]
-unsafe fn transpose_rows<const W: usize>(
+unsafe fn transpose_rows<K: Kernel, const W: usize>(
     src: *const f32,
     line_stride: isize,
     step: isize,
@@ -185,15 +184,11 @@ unsafe fn transpose_rows<const W: usize>(
         for p0 in (0..vector_steps).step_by(8) {
             for i0 in (0..lines).step_by(8) {
                 let count = 8.min(lines - i0);
-                let mut rows = [f32x8::ZERO; 8];
-                for (r, row) in rows.iter_mut().enumerate().take(count) {
-                    *row = at(i0 + r, p0).cast::<f32x8>().read_unaligned();
-                }
-                for (q, column) in f32x8::transpose(rows).iter().enumerate() {
+                let columns = K::transpose8(at(i0, p0), line_stride, count);
+                for (q, c) in columns.iter().enumerate() {
                     let to = dst.add((p0 + q) * W + i0);
-                    let c = column.as_array();
                     match count {
-                        8 => to.cast::<f32x8>().write_unaligned(*column),
+                        8 => to.cast::<[f32; 8]>().write_unaligned(*c),
                         4 => to
                             .cast::<[f32; 4]>()
                             .write_unaligned([c[0], c[1], c[2], c[3]]),
