@@ -420,3 +420,6 @@ pub(crate) fn scale_c(beta: f32, c: &mut ArrayViewMut2<'_, f32>) {
         c.map_inplace(|x| *x *= beta);
     }
 }
+
+#[cfg(test)]
+mod geometry_tests;
