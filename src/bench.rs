@@ -191,34 +191,47 @@ pub struct BenchResult {
 
 impl BenchResult {
     /// One JSON object on one line, with the peers' field names, plus
-    /// `sgemm_fraction` when the same run's SGEMM GFLOP/s is given.
+    /// `sgemm_fraction` when the same run's SGEMM GFLOP/s is given. A figure
+    /// that is not finite (a diverged loss) is written as `null`.
+    ///
+    /// ```
+    /// use feedforward::bench::{BenchResult, Workload};
+    /// let r = BenchResult {
+    ///     workload: Workload::W1, threads: 1, batch: 256, steps: 10, warmup: 1,
+    ///     samples_per_s: 1000.0, gflops: 3.2109, us_per_call_median: 256.0,
+    ///     us_per_call_mean: 260.0, peak_rss_mb: None, final_loss: Some(f32::NAN),
+    /// };
+    /// let v: serde_json::Value = serde_json::from_str(&r.to_json(Some(100.0))).unwrap();
+    /// assert_eq!(v["final_loss"], serde_json::Value::Null);
+    /// assert_eq!(v["gflops"], 3.211);
+    /// assert_eq!(v["sgemm_fraction"], 0.0321);
+    /// ```
     pub fn to_json(&self, sgemm_gflops: Option<f64>) -> String {
-        let opt = |v: Option<f64>, digits: usize| {
-            v.map_or("null".to_string(), |v| format!("{v:.digits$}"))
-        };
-        let fraction = match (sgemm_gflops, self.workload) {
-            (Some(s), w) if w != Workload::Sgemm && s > 0.0 => {
-                format!(",\"sgemm_fraction\":{:.4}", self.gflops / s)
-            }
-            _ => String::new(),
-        };
-        format!(
-            "{{\"framework\":\"feedforward\",\"backend\":\"{}\",\"isa\":\"{}\",\"workload\":\"{}\",\"threads\":{},\"batch\":{},\"steps\":{},\"warmup\":{},\"samples_per_s\":{:.2},\"gflops\":{:.3},\"us_per_call_median\":{:.2},\"us_per_call_mean\":{:.2},\"peak_rss_mb\":{},\"final_loss\":{}{}}}",
-            crate::gemm::BACKEND,
-            crate::gemm::isa(),
-            self.workload.name(),
-            self.threads,
-            self.batch,
-            self.steps,
-            self.warmup,
-            self.samples_per_s,
-            self.gflops,
-            self.us_per_call_median,
-            self.us_per_call_mean,
-            opt(self.peak_rss_mb, 3),
-            opt(self.final_loss.map(f64::from), 6),
-            fraction
-        )
+        /// `v` to `digits` decimals: the figures a run can tell apart.
+        fn rounded(v: f64, digits: i32) -> f64 {
+            let scale = 10f64.powi(digits);
+            (v * scale).round() / scale
+        }
+        let mut line = serde_json::json!({
+            "framework": "feedforward",
+            "backend": crate::gemm::BACKEND,
+            "isa": crate::gemm::isa().name(),
+            "workload": self.workload.name(),
+            "threads": self.threads,
+            "batch": self.batch,
+            "steps": self.steps,
+            "warmup": self.warmup,
+            "samples_per_s": rounded(self.samples_per_s, 2),
+            "gflops": rounded(self.gflops, 3),
+            "us_per_call_median": rounded(self.us_per_call_median, 2),
+            "us_per_call_mean": rounded(self.us_per_call_mean, 2),
+            "peak_rss_mb": self.peak_rss_mb.map(|v| rounded(v, 3)),
+            "final_loss": self.final_loss.map(|v| rounded(f64::from(v), 6)),
+        });
+        if let Some(s) = sgemm_gflops.filter(|&s| s > 0.0 && self.workload != Workload::Sgemm) {
+            line["sgemm_fraction"] = rounded(self.gflops / s, 4).into();
+        }
+        line.to_string()
     }
 }
 
