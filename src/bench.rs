@@ -1,4 +1,4 @@
-//! The standard benchmark workloads (the project's `WORKLOADS.md`), runnable from
+//! The standard benchmark workloads (defined in `docs/WORKLOADS.md` in the repository), runnable from
 //! the library, the `feedforward bench` command and criterion alike.
 //!
 //! | name  | network             | output / loss      | optimizer | batch | timed                  |

@@ -1,4 +1,4 @@
-//! `feedforward bench`: the standard workloads of WORKLOADS.md, one process per run.
+//! `feedforward bench`: the standard workloads of `docs/WORKLOADS.md`, one process per run.
 
 use std::process::Command;
 
