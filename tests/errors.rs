@@ -198,16 +198,85 @@ fn calls_out_of_order() {
     );
 }
 
+/// Everything a training call can change: parameters, optimizer state (step
+/// count and moments) and batch-norm running statistics, as bits.
+fn state(n: &Network) -> (Vec<u32>, u64, Vec<u32>, Vec<u32>) {
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let opt = n.optimizer_state();
+    let mut moments = bits(&opt.first);
+    moments.extend(bits(&opt.second));
+    let mut running = Vec::new();
+    for layer in n.layers() {
+        if let feedforward::Layer::BatchNorm(b) = layer {
+            running.extend(bits(&b.running_mean));
+            running.extend(bits(&b.running_var));
+        }
+    }
+    (bits(n.parameters()), opt.step, moments, running)
+}
+
 #[test]
 fn failed_calls_change_nothing() {
-    let mut n = net();
-    let before = n.parameters().to_vec();
-    let mut x = Array2::<f32>::ones((4, 3));
-    x[[3, 2]] = f32::NAN;
-    let y = array![0usize, 1, 0, 1];
-    assert!(n.fit(x.view(), (&y).into(), &FitConfig::default()).is_err());
-    assert!(n.train_step(x.view(), (&y).into()).is_err());
-    assert_eq!(n.parameters(), &before[..]);
+    // A network that has trained (so its optimizer state and running
+    // statistics are not at their defaults), then calls whose bad value sits in
+    // the last mini-batch: training batch by batch before checking would have
+    // changed the weights by the time it found it.
+    let mut n = Network::builder(3)
+        .dense(6, Identity)
+        .batch_norm(Relu)
+        .dense(2, Softmax)
+        .optimizer(Optimizer::adam(0.05))
+        .seed(4)
+        .build()
+        .unwrap();
+    let good = Array2::from_shape_fn((8, 3), |(i, j)| (i * 3 + j) as f32 * 0.1 - 1.0);
+    let labels = array![0usize, 1, 0, 1, 1, 0, 1, 0];
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: 2,
+        shuffle: false,
+        ..Default::default()
+    };
+    n.fit(good.view(), (&labels).into(), &cfg).unwrap();
+    let before = state(&n);
+    assert!(before.1 > 0, "the optimizer has stepped");
+
+    let mut nan = good.clone();
+    nan[[7, 2]] = f32::NAN;
+    match n.fit(nan.view(), (&labels).into(), &cfg) {
+        Err(Error::NonFinite { row, col, .. }) => assert_eq!((row, col), (7, 2)),
+        other => panic!("expected a non-finite error, got {other:?}"),
+    }
+    assert_eq!(
+        state(&n),
+        before,
+        "fit on a NaN in the last batch changed the network"
+    );
+
+    let mut bad_labels = labels.clone();
+    bad_labels[7] = 2;
+    match n.fit(good.view(), (&bad_labels).into(), &cfg) {
+        Err(Error::LabelOutOfRange {
+            row,
+            label,
+            classes,
+            ..
+        }) => {
+            assert_eq!((row, label, classes), (7, 2, 2))
+        }
+        other => panic!("expected a label error, got {other:?}"),
+    }
+    assert_eq!(
+        state(&n),
+        before,
+        "fit on a bad label in the last batch changed the network"
+    );
+
+    match n.train_step(nan.view(), (&labels).into()) {
+        Err(Error::NonFinite { row, col, .. }) => assert_eq!((row, col), (7, 2)),
+        other => panic!("expected a non-finite error, got {other:?}"),
+    }
+    assert_eq!(state(&n), before, "a failed train_step changed the network");
 }
 
 #[test]
@@ -219,15 +288,28 @@ fn divergence_is_reported_before_the_update() {
         .unwrap();
     let x = array![[1e20f32], [2e20]];
     let y = array![[1e20f32], [-1e20]];
-    let cfg = FitConfig {
-        epochs: 3,
-        batch_size: 2,
-        ..Default::default()
+    // One step at a time, so that the weights before the diverging step are known.
+    let mut steps = 0;
+    let (epoch, batch, before) = loop {
+        let before = state(&n);
+        let cfg = FitConfig {
+            epochs: 1,
+            batch_size: 2,
+            ..Default::default()
+        };
+        match n.fit(x.view(), (&y).into(), &cfg) {
+            Ok(_) => steps += 1,
+            Err(Error::Diverged { epoch, batch, loss }) => {
+                assert!(!loss.is_finite(), "{loss}");
+                break (epoch, batch, before);
+            }
+            Err(other) => panic!("expected divergence, got {other}"),
+        }
+        assert!(steps < 5, "never diverged");
     };
-    match n.fit(x.view(), (&y).into(), &cfg) {
-        Err(Error::Diverged { epoch, batch, .. }) => assert!(epoch >= 1 && batch == 1),
-        other => panic!("expected divergence, got {other:?}"),
-    }
+    assert_eq!((epoch, batch), (1, 1));
+    assert_eq!(state(&n), before, "the diverging step was applied");
+    assert!(n.parameters().iter().all(|p| p.is_finite()));
 }
 
 #[test]
