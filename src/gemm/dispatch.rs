@@ -114,10 +114,21 @@ impl Isa {
 
     /// The micro-kernel's tile, `(MR, NR)`: rows × columns of C per register block.
     pub fn tile(self) -> (usize, usize) {
+        use super::kernel::Kernel;
+        fn of<K: Kernel>() -> (usize, usize) {
+            (K::MR, K::NR)
+        }
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => of::<super::avx512::Avx512>(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => of::<super::avx2::Avx2>(),
+            // Not compiled for other targets: the tiles they would have.
+            #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx512 => (12, 32),
+            #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx2 => (6, 16),
-            Isa::Portable => super::portable::TILE,
+            Isa::Portable => of::<super::portable::Portable>(),
         }
     }
 

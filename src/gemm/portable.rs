@@ -32,9 +32,6 @@ const MR: usize = match LANES {
     _ => 4,
 };
 
-/// The tile, `(MR, NR)`.
-pub(crate) const TILE: (usize, usize) = (MR, 2 * LANES);
-
 /// Whether `wide`'s `mul_add` is one rounding on this target (FMA or NEON).
 const FUSED: bool = cfg!(any(
     all(target_feature = "sse2", target_feature = "fma"),
