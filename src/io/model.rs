@@ -237,7 +237,35 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    write_atomically(path, &bytes)
+    write_atomically(path, &sorted_header(bytes))
+}
+
+/// The same safetensors file with the keys of its JSON header in sorted order.
+///
+/// `safetensors::serialize` takes the metadata as a `HashMap` and writes it in
+/// the map's iteration order, which changes from run to run; sorting makes the
+/// same model the same bytes. Tensor offsets are relative to the end of the
+/// header, so only the header's length field changes (padded to 8 bytes with
+/// spaces, as safetensors pads it).
+fn sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    let parsed = bytes
+        .get(..8)
+        .and_then(|n| Some(u64::from_le_bytes(n.try_into().ok()?) as usize))
+        .and_then(|n| Some((n, bytes.get(8..8 + n)?)))
+        .and_then(|(n, header)| {
+            // serde_json's maps are `BTreeMap`s: parsing sorts every object's keys.
+            let value: serde_json::Value = serde_json::from_slice(header).ok()?;
+            Some((n, serde_json::to_vec(&value).ok()?))
+        });
+    let Some((n, mut header)) = parsed else {
+        return bytes; // not reached: safetensors wrote the header just now
+    };
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
@@ -468,4 +496,48 @@ fn parse_optimizer(d: &OptimizerDesc) -> std::result::Result<Optimizer, String> 
         "adamw" => Optimizer::AdamW(adam),
         other => return Err(format!("unknown optimizer {other:?}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Activation::{Relu, Softmax};
+
+    /// Many metadata entries, so that a `HashMap`'s order would differ between
+    /// two maps (each has its own random hasher): the files must not.
+    #[test]
+    fn the_same_model_is_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut net = Network::builder(3)
+            .dense(5, Relu)
+            .dense(2, Softmax)
+            .build()
+            .unwrap();
+        let x = ndarray::array![[0.5f32, -1.0, 2.0], [1.0, 0.25, -0.5]];
+        net.train_step(x.view(), [1usize, 0].as_slice().into())
+            .unwrap();
+        let metadata: BTreeMap<String, String> = (0..40)
+            .map(|i| (format!("user.key{i}"), format!("value {i}")))
+            .collect();
+        let options = SaveOptions {
+            metadata,
+            optimizer_state: true,
+            ..SaveOptions::default()
+        };
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        save(&a, &net, &options).unwrap();
+        save(&b, &net, &options).unwrap();
+        let (bytes_a, bytes_b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(bytes_a, bytes_b);
+        let n = u64::from_le_bytes(bytes_a[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0, "header length {n} is padded to 8 bytes");
+        let back = load(&a).unwrap();
+        assert_eq!(back.network.parameters(), net.parameters());
+        assert_eq!(back.metadata["user.key17"], "value 17");
+        let (read, written) = (back.network.optimizer_state(), net.optimizer_state());
+        assert_eq!(
+            (read.step, &read.first, &read.second),
+            (written.step, &written.first, &written.second)
+        );
+    }
 }
