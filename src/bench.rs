@@ -27,7 +27,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::loss::Loss;
-use crate::micro_batch::BatchNormMode;
+use crate::network::BatchNormMode;
 use crate::network::Network;
 use crate::optim::Optimizer;
 use crate::targets::Targets;
@@ -157,7 +157,7 @@ pub struct BenchConfig {
     /// Seed for data and weights.
     pub seed: u64,
     /// Training in micro-batches of at most this many rows (see
-    /// [`crate::micro_batch`]); `None` for the whole batch at once.
+    /// [`Network::train_step_micro`](crate::Network::train_step_micro)); `None` for the whole batch at once.
     pub micro_batch: Option<usize>,
 }
 

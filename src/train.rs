@@ -15,8 +15,7 @@ use rand::seq::SliceRandom;
 
 use crate::error::{Error, Result};
 use crate::io::stream::{Batch, DataSource};
-use crate::layers::Layer;
-use crate::micro_batch::BatchNormMode;
+use crate::network::BatchNormMode;
 use crate::network::Network;
 use crate::targets::Targets;
 
@@ -36,7 +35,7 @@ pub struct FitConfig<'a> {
     /// Rows per micro-batch (default `None`: the whole mini-batch at once). Each
     /// mini-batch of `batch_size` rows is computed in chunks of at most this many
     /// rows with gradients accumulated, and the optimizer steps once per
-    /// mini-batch; see [`crate::micro_batch`].
+    /// mini-batch; see [`Network::train_step_micro`](crate::Network::train_step_micro).
     pub micro_batch: Option<usize>,
     /// How batch normalisation treats micro-batches (default exact).
     pub batch_norm_mode: BatchNormMode,
@@ -209,15 +208,7 @@ impl Network {
                 "fit: validation targets",
             )?;
         }
-        let has_bn = self
-            .layers()
-            .iter()
-            .any(|l| matches!(l, Layer::BatchNorm(_)));
-        if has_bn && rows < 2 {
-            return Err(Error::Config(
-                "batch normalisation needs at least 2 training rows".into(),
-            ));
-        }
+        self.check_batch_norm_rows(rows)?;
 
         let x = x.as_standard_layout();
         let x = x.as_slice().expect("standard layout");
@@ -307,15 +298,8 @@ impl Network {
         config: &FitConfig<'_>,
         on_progress: &mut (dyn FnMut(Progress<'_>) -> bool + Send),
     ) -> Result<History> {
-        let has_bn = self
-            .layers()
-            .iter()
-            .any(|l| matches!(l, Layer::BatchNorm(_)));
-        if has_bn && rows < 2 {
-            return Err(Error::Config(
-                "batch normalisation needs at least 2 training rows".into(),
-            ));
-        }
+        self.check_batch_norm_rows(rows)?;
+        let has_bn = self.has_batch_norm();
         let batch = config.batch_size.min(rows);
         let micro = match config.micro_batch {
             Some(0) => return Err(Error::Config("micro-batch size must be at least 1".into())),
@@ -344,16 +328,9 @@ impl Network {
                 let m = idx.len();
                 let (loss, correct) = {
                     let (x, targets, local) = data.load(idx, self)?;
-                    self.logical_batch_step(x, &targets, local, micro, config.batch_norm_mode)
+                    self.batch_gradients(x, &targets, local, micro, config.batch_norm_mode)
                 };
-                if !loss.is_finite() {
-                    self.ws.grads_ready = false;
-                    return Err(Error::Diverged {
-                        loss: loss as f32,
-                        epoch,
-                        batch: b + 1,
-                    });
-                }
+                self.check_finite_loss(loss, epoch, b + 1)?;
                 if let Some((h, j)) = correct {
                     hits += h;
                     judged += j;

@@ -17,7 +17,7 @@
 
 use crate::activation::Activation;
 use crate::kernels::{self, reduce};
-use crate::layers::LayerCache;
+use crate::layers::resize;
 
 /// Batch normalisation followed by an activation: `A = g(γ ⊙ x̂ + β)`.
 ///
@@ -81,7 +81,7 @@ impl BatchNorm {
         x: &[f32],
         out: &mut [f32],
         rows: usize,
-        cache: &mut LayerCache,
+        cache: &mut BatchNormCache,
         activate: bool,
         fixed_stats: bool,
     ) {
@@ -121,7 +121,7 @@ impl BatchNorm {
 
     /// From the batch mean and (biased) variance of `rows` rows in `cache`: sets
     /// `1/√(σ² + ε)` in `cache` and moves the running statistics toward them.
-    pub(crate) fn set_statistics(&mut self, cache: &mut LayerCache, rows: usize) {
+    pub(crate) fn set_statistics(&mut self, cache: &mut BatchNormCache, rows: usize) {
         let n = self.width;
         let (mean, var) = (&cache.mean[..n], &cache.var[..n]);
         for (s, v) in cache.inv_std[..n].iter_mut().zip(var) {
@@ -179,7 +179,7 @@ impl BatchNorm {
         dy: &[f32],
         rows: usize,
         grads: &mut [f32],
-        cache: &mut LayerCache,
+        cache: &mut BatchNormCache,
         accumulate: bool,
     ) {
         let n = self.width;
@@ -211,7 +211,7 @@ impl BatchNorm {
         &self,
         params: &[f32],
         dy: &[f32],
-        cache: &LayerCache,
+        cache: &BatchNormCache,
         rows: usize,
         range: std::ops::Range<usize>,
         dx: &mut [f32],
@@ -240,5 +240,134 @@ impl BatchNorm {
                 }
             }
         });
+    }
+}
+
+/// What a batch-norm layer keeps from its forward pass for its backward pass,
+/// besides its output; the network's workspace holds one per batch-norm layer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BatchNormCache {
+    /// The normalised input `x̂` (rows × width).
+    pub x_hat: Vec<f32>,
+    /// `1/√(σ² + ε)` per column.
+    pub inv_std: Vec<f32>,
+    /// Batch mean per column (scratch for the statistics).
+    pub mean: Vec<f32>,
+    /// Batch variance per column.
+    pub var: Vec<f32>,
+    /// This batch's `Σ dY` and `Σ dY ⊙ x̂` per column.
+    pub sum_dy: Vec<f32>,
+    /// See `sum_dy`.
+    pub sum_dy_xhat: Vec<f32>,
+    /// Under exact micro-batching: `Σ dY` over the whole logical batch.
+    pub total_sum_dy: Vec<f32>,
+    /// See `total_sum_dy`: `Σ dY ⊙ x̂` over the whole logical batch.
+    pub total_sum_dy_xhat: Vec<f32>,
+    /// Under exact micro-batching: rows, mean and `Σ (x − mean)²` of
+    /// the whole batch so far, merged chunk by chunk (Chan et al.), in `f64`.
+    pub stats_rows: usize,
+    /// See `stats_rows`.
+    pub stats_mean: Vec<f64>,
+    /// See `stats_rows`.
+    pub stats_m2: Vec<f64>,
+    /// Scratch: the current chunk's mean and `Σ (x − mean)²`.
+    pub chunk_mean: Vec<f64>,
+    /// See `chunk_mean`.
+    pub chunk_m2: Vec<f64>,
+}
+
+impl BatchNormCache {
+    /// Sizes the cache for `rows` rows of `b`.
+    pub(crate) fn reserve(&mut self, b: &BatchNorm, rows: usize) {
+        {
+            resize(&mut self.x_hat, rows * b.width);
+            for v in [
+                &mut self.inv_std,
+                &mut self.mean,
+                &mut self.var,
+                &mut self.sum_dy,
+                &mut self.sum_dy_xhat,
+                &mut self.total_sum_dy,
+                &mut self.total_sum_dy_xhat,
+            ] {
+                resize(v, b.width);
+            }
+            for v in [
+                &mut self.stats_mean,
+                &mut self.stats_m2,
+                &mut self.chunk_mean,
+                &mut self.chunk_m2,
+            ] {
+                if v.len() < b.width {
+                    v.resize(b.width, 0.0);
+                }
+            }
+        }
+    }
+}
+
+impl BatchNormCache {
+    /// Starts merging the statistics of a batch that arrives in chunks.
+    pub(crate) fn start_whole_batch(&mut self) {
+        self.stats_rows = 0;
+    }
+
+    /// Adds the mean and `Σ (x − mean)²` of the `rows` rows of `x` (`width`
+    /// wide) to the whole-batch statistics: one `f64` accumulator per column, rows
+    /// in the buffer's order, chunks merged by Chan, Golub and LeVeque's pairwise
+    /// update, so the result does not depend on the thread count.
+    pub(crate) fn merge_chunk(&mut self, x: &[f32], width: usize, rows: usize) {
+        let x = &x[..rows * width];
+        let seen = self.stats_rows as f64;
+        let r = rows as f64;
+        let (mean, m2) = (&mut self.chunk_mean[..width], &mut self.chunk_m2[..width]);
+        mean.fill(0.0);
+        m2.fill(0.0);
+        for row in x.chunks_exact(width) {
+            for (s, &v) in mean.iter_mut().zip(row) {
+                *s += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|s| *s /= r);
+        for row in x.chunks_exact(width) {
+            for ((s, &mu), &v) in m2.iter_mut().zip(mean.iter()).zip(row) {
+                *s += (f64::from(v) - mu).powi(2);
+            }
+        }
+        for j in 0..width {
+            if self.stats_rows == 0 {
+                self.stats_mean[j] = mean[j];
+                self.stats_m2[j] = m2[j];
+            } else {
+                let delta = mean[j] - self.stats_mean[j];
+                let total = seen + r;
+                self.stats_mean[j] += delta * r / total;
+                self.stats_m2[j] += m2[j] + delta * delta * seen * r / total;
+            }
+        }
+        self.stats_rows += rows;
+    }
+
+    /// Makes the merged statistics of `m` rows the batch mean and (biased)
+    /// variance, as [`BatchNorm::set_statistics`] reads them.
+    pub(crate) fn finish_whole_batch(&mut self, m: usize) {
+        for j in 0..self.stats_mean.len().min(self.mean.len()) {
+            self.mean[j] = self.stats_mean[j] as f32;
+            self.var[j] = (self.stats_m2[j] / m as f64) as f32;
+        }
+    }
+
+    /// Clears the sums over the whole batch before its chunks add to them.
+    pub(crate) fn start_whole_batch_sums(&mut self) {
+        self.total_sum_dy.fill(0.0);
+        self.total_sum_dy_xhat.fill(0.0);
+    }
+
+    /// Adds this chunk's `Σ dY` and `Σ dY ⊙ x̂` to the whole batch's.
+    pub(crate) fn add_chunk_sums(&mut self) {
+        for j in 0..self.sum_dy.len() {
+            self.total_sum_dy[j] += self.sum_dy[j];
+            self.total_sum_dy_xhat[j] += self.sum_dy_xhat[j];
+        }
     }
 }

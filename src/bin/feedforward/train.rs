@@ -423,7 +423,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if record.early_stopping.is_some() && record.epochs_since_best > 0 {
         match &best {
             Some(b) => {
-                b.restore(&mut net);
+                b.restore(&mut net)?;
                 report.note(&format!(
                     "restored the weights of epoch {} (the best loss, {:.5})",
                     b.epoch,
@@ -520,16 +520,14 @@ impl BestWeights {
         t
     }
 
-    fn restore(&self, net: &mut Network) {
-        net.parameters_mut().copy_from_slice(&self.parameters);
-        let norms = net.layers_mut().iter_mut().filter_map(|l| match l {
-            Layer::BatchNorm(b) => Some(b),
-            Layer::Dense(_) => None,
-        });
-        for (b, (mean, var)) in norms.zip(&self.running) {
-            b.running_mean.clone_from(mean);
-            b.running_var.clone_from(var);
-        }
+    fn restore(&self, net: &mut Network) -> Result<()> {
+        let snapshot = feedforward::Snapshot::from_parts(
+            self.parameters.clone(),
+            self.running.clone(),
+            feedforward::OptimizerState::default(),
+        );
+        net.restore_weights(&snapshot)?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,180 @@
+//! [`NetworkBuilder`]: a network described layer by layer, checked, and given
+//! its initial weights.
+
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+
+use super::{InferenceScratch, Network, Workspace};
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::init::Init;
+use crate::layers::{BatchNorm, Dense, Layer};
+use crate::loss::Loss;
+use crate::optim::{Optimizer, OptimizerState};
+
+/// A layer as the builder records it, before offsets are assigned.
+#[derive(Debug, Clone, Copy)]
+enum LayerSpec {
+    Dense(usize, Activation),
+    BatchNorm(Activation),
+}
+
+/// Describes a network layer by layer; [`NetworkBuilder::build`] checks and creates it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NetworkBuilder {
+    inputs: usize,
+    specs: Vec<LayerSpec>,
+    loss: Option<Loss>,
+    optimizer: Optimizer,
+    clip_grad_norm: Option<f32>,
+    seed: u64,
+    init: Init,
+}
+
+impl NetworkBuilder {
+    /// Appends a dense layer of `units` outputs followed by `activation`.
+    pub fn dense(mut self, units: usize, activation: Activation) -> Self {
+        self.specs.push(LayerSpec::Dense(units, activation));
+        self
+    }
+
+    /// Appends batch normalisation over the previous layer's outputs, followed by
+    /// `activation`. For the usual `dense → batch norm → ReLU`, write
+    /// `.dense(n, Identity).batch_norm(Relu)`.
+    pub fn batch_norm(mut self, activation: Activation) -> Self {
+        self.specs.push(LayerSpec::BatchNorm(activation));
+        self
+    }
+
+    /// The loss to train with. Defaults to the one that fits the output layer:
+    /// softmax → categorical cross-entropy, one sigmoid → binary cross-entropy,
+    /// several sigmoids → multi-label cross-entropy, identity → MSE.
+    pub fn loss(mut self, loss: Loss) -> Self {
+        self.loss = Some(loss);
+        self
+    }
+
+    /// The optimizer (default: Adam, learning rate 1e-3).
+    pub fn optimizer(mut self, optimizer: Optimizer) -> Self {
+        self.optimizer = optimizer;
+        self
+    }
+
+    /// Scales gradients so that their global L2 norm is at most `max_norm`.
+    pub fn clip_grad_norm(mut self, max_norm: f32) -> Self {
+        self.clip_grad_norm = Some(max_norm);
+        self
+    }
+
+    /// Seed for the initial weights and for shuffling in [`Network::fit`] (default 42).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Weight initialisation scheme (default [`Init::Auto`]).
+    pub fn init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// Checks the description and creates the network with initialised weights.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for zero widths, no layers, bad optimizer settings or a
+    /// loss that cannot be inferred; [`Error::LossMismatch`] when the loss does
+    /// not fit the output layer.
+    pub fn build(self) -> Result<Network> {
+        if self.inputs == 0 {
+            return Err(Error::Config("a network needs at least one input".into()));
+        }
+        if self.specs.is_empty() {
+            return Err(Error::Config("a network needs at least one layer".into()));
+        }
+        self.optimizer.validate()?;
+        if let Some(c) = self.clip_grad_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(Error::Config(format!(
+                "gradient clipping norm must be > 0, got {c}"
+            )));
+        }
+        let mut layers = Vec::with_capacity(self.specs.len());
+        let (mut width, mut offset) = (self.inputs, 0);
+        for (i, spec) in self.specs.iter().enumerate() {
+            let layer = match *spec {
+                LayerSpec::Dense(0, _) => {
+                    return Err(Error::Config(format!(
+                        "layer {i}: a dense layer needs at least one unit"
+                    )));
+                }
+                LayerSpec::Dense(units, activation) => Layer::Dense(Dense {
+                    inputs: width,
+                    outputs: units,
+                    activation,
+                    offset,
+                }),
+                LayerSpec::BatchNorm(activation) => {
+                    Layer::BatchNorm(BatchNorm::new(width, activation, offset))
+                }
+            };
+            width = layer.outputs();
+            offset += layer.parameter_count();
+            layers.push(layer);
+        }
+        let last = layers.last().expect("at least one layer");
+        let (act, k) = (last.activation(), last.outputs());
+        let loss = match self.loss {
+            Some(l) => l,
+            None => Loss::default_for(act, k).ok_or_else(|| {
+                Error::Config(format!(
+                    "no loss given, and none follows from a {act} output layer; call .loss(...)"
+                ))
+            })?,
+        };
+        loss.check_output(act, k)?;
+
+        let mut params = vec![0.0; offset];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
+        for layer in &layers {
+            match layer {
+                Layer::Dense(d) => {
+                    let w = &mut params[d.offset..d.offset + d.inputs * d.outputs];
+                    self.init
+                        .fill(w, d.inputs, d.outputs, d.activation, &mut rng);
+                }
+                Layer::BatchNorm(b) => params[b.offset..b.offset + b.width].fill(1.0),
+            }
+        }
+        let n = params.len();
+        Ok(Network {
+            inputs: self.inputs,
+            layers,
+            loss,
+            grads: vec![0.0; n],
+            params,
+            optimizer: self.optimizer,
+            opt_state: OptimizerState::default(),
+            clip_grad_norm: self.clip_grad_norm,
+            seed: self.seed,
+            ws: Workspace::default(),
+            scratch: InferenceScratch::default(),
+        })
+    }
+}
+
+impl Network {
+    /// Starts describing a network whose samples have `inputs` features.
+    pub fn builder(inputs: usize) -> NetworkBuilder {
+        NetworkBuilder {
+            inputs,
+            specs: Vec::new(),
+            loss: None,
+            optimizer: Optimizer::default(),
+            clip_grad_norm: None,
+            seed: 42,
+            init: Init::Auto,
+        }
+    }
+}

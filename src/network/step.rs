@@ -1,0 +1,376 @@
+//! The training step: forward, fused loss, backward and the optimizer's update,
+//! over a whole batch or in micro-batches of at most `c` rows, so that
+//! activation memory is O(c), not O(m).
+//!
+//! A micro-batched step runs forward, loss and backward on each chunk with the
+//! loss scaled by `1/m` (not `1/c`) and adds the gradients across chunks; the
+//! optimizer then steps once. For dense layers, activations and the losses this
+//! is the whole-batch step up to the order of float summation. Chunks are
+//! balanced: their sizes differ by at most one row.
+//!
+//! Batch normalisation couples the rows of a batch through its mean and variance,
+//! so chunking changes it unless handled; [`BatchNormMode`] chooses how.
+//!
+//! The public calls [`Network::forward`], [`Network::backward`] and
+//! [`Network::step`] may be made one by one; [`Phase`] is where they stand.
+
+use ndarray::ArrayView2;
+
+use super::Network;
+use super::checks::non_finite;
+use crate::error::{Error, Result};
+use crate::kernels;
+use crate::layers::{Layer, resize};
+use crate::optim;
+use crate::targets::{TargetRows, Targets};
+
+/// Where the calls of a training step stand: what [`Network::backward`] and
+/// [`Network::step`] may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Phase {
+    /// Nothing to use: no forward pass, or its results consumed.
+    #[default]
+    Idle,
+    /// A forward pass over `rows` rows, ready for a backward pass.
+    Forward {
+        /// Rows of the pass.
+        rows: usize,
+    },
+    /// Gradients not yet applied by an optimizer step.
+    Gradients,
+}
+
+/// How batch normalisation treats a batch that is split into micro-batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchNormMode {
+    /// The statistics of the whole logical batch, exactly as without chunking
+    /// (the default). Costs extra passes over the chunks: one forward pass up to
+    /// each batch-norm layer for its mean and variance, and one forward and
+    /// partial backward pass per batch-norm layer for the sums its input gradient
+    /// needs (`Σ dy`, `Σ dy ⊙ x̂`), before the final pass that accumulates the
+    /// gradients. A network without batch norm needs only the final pass.
+    #[default]
+    Exact,
+    /// Ghost batch normalisation (Hoffer et al., 2017): every chunk is normalised
+    /// with its own statistics, and the running statistics are updated per chunk.
+    /// One pass; results depend on the chunk size.
+    Ghost,
+}
+
+/// Splits `idx` into `ceil(len / max)` runs whose lengths differ by at most one.
+pub(super) fn balanced_chunks(idx: &[usize], max: usize) -> impl Iterator<Item = &[usize]> {
+    let len = idx.len();
+    let count = len.div_ceil(max.max(1)).max(1);
+    let (base, extra) = (len / count, len % count);
+    let mut start = 0;
+    (0..count).map(move |i| {
+        let n = base + usize::from(i < extra);
+        let run = &idx[start..start + n];
+        start += n;
+        run
+    })
+}
+
+impl Network {
+    /// Training-mode forward pass: batch statistics in batch norm (whose running
+    /// statistics are updated). Returns the output activations (`rows × outputs`).
+    ///
+    /// # Errors
+    /// [`Error::Shape`], [`Error::Empty`] or [`Error::NonFinite`] for a bad `x`.
+    pub fn forward(&mut self, x: ArrayView2<'_, f32>) -> Result<ArrayView2<'_, f32>> {
+        self.check_features(&x, "forward: features")?;
+        let rows = x.nrows();
+        self.reserve(rows);
+        self.copy_input(&x);
+        self.forward_finite(None, rows, self.layers.len(), false);
+        let k = self.outputs();
+        let out = &self.ws.outputs[self.layers.len() - 1][..rows * k];
+        Ok(ArrayView2::from_shape((rows, k), out).expect("sized by the workspace"))
+    }
+
+    /// Computes the loss of the last [`Network::forward`] against `targets`, and the
+    /// gradients of every parameter (see [`Network::gradients`]).
+    ///
+    /// # Errors
+    /// [`Error::State`] without a preceding forward pass; target errors as in
+    /// [`Targets::validate`].
+    pub fn backward(&mut self, targets: Targets<'_>) -> Result<f32> {
+        let Phase::Forward { rows } = self.ws.phase else {
+            return Err(Error::State("backward needs a forward pass first"));
+        };
+        targets.validate(self.loss, self.outputs(), rows, "backward: targets")?;
+        Ok(self.loss_and_backward(None, &targets, rows))
+    }
+
+    /// The loss of the forward pass just made over `rows` rows of `input`
+    /// (`None`: the workspace input) against checked `targets`, and every
+    /// gradient. Targets laid out as the loss reads them are read in place.
+    fn loss_and_backward(
+        &mut self,
+        input: Option<&[f32]>,
+        targets: &Targets<'_>,
+        rows: usize,
+    ) -> f32 {
+        let in_place = TargetRows::in_place(targets);
+        if in_place.is_none() {
+            self.ws.targets.gather(targets, None);
+        }
+        let loss = self.loss_of(in_place, rows, 1.0 / rows as f32);
+        self.backward_layers(input, rows, false, 0, None);
+        loss as f32
+    }
+
+    /// Applies the optimizer to the gradients of the last [`Network::backward`].
+    ///
+    /// # Errors
+    /// [`Error::State`] when there are no fresh gradients.
+    pub fn step(&mut self) -> Result<()> {
+        if self.ws.phase != Phase::Gradients {
+            return Err(Error::State("step needs gradients from backward first"));
+        }
+        optim::step(
+            &self.optimizer,
+            &mut self.opt_state,
+            &mut self.params,
+            &self.grads,
+            self.clip_grad_norm,
+        );
+        self.ws.phase = Phase::Idle;
+        Ok(())
+    }
+
+    /// One training step on a mini-batch: forward, loss, backward, update. Returns
+    /// the batch's loss (before the update).
+    ///
+    /// Once the network has seen this batch size, a step allocates nothing when it
+    /// runs on a thread of the rayon pool (as [`Network::fit`] does). Called from
+    /// any other thread, rayon's queue may allocate one small block every few
+    /// dozen steps to hand the step to the pool.
+    ///
+    /// # Errors
+    /// Bad features or targets; [`Error::Diverged`] (with the weights untouched)
+    /// when the loss is not finite.
+    pub fn train_step(&mut self, x: ArrayView2<'_, f32>, targets: Targets<'_>) -> Result<f32> {
+        // Enter the thread pool once, so that the step's parallel kernels start from
+        // a worker thread (whose local queue needs no allocation) rather than each
+        // being injected from outside.
+        rayon::scope(|_| self.train_step_in_pool(x, targets))
+    }
+
+    fn train_step_in_pool(&mut self, x: ArrayView2<'_, f32>, targets: Targets<'_>) -> Result<f32> {
+        const FEATURES: &str = "forward: features";
+        self.check_features_up_front(&x, FEATURES)?;
+        let rows = x.nrows();
+        targets.validate(self.loss, self.outputs(), rows, "backward: targets")?;
+        self.reserve(rows);
+        // A contiguous batch is read where it is, not copied: one batch of
+        // inputs in memory, not two.
+        let input = match x.as_slice() {
+            Some(s) => Some(s),
+            None => {
+                self.copy_input(&x);
+                None
+            }
+        };
+        if let Some(bad) = self.forward_layers(input, rows, self.layers.len(), false) {
+            return Err(non_finite(FEATURES, bad));
+        }
+        let loss = self.loss_and_backward(input, &targets, rows);
+        self.check_finite_loss(f64::from(loss), 0, 0)?;
+        self.step()?;
+        Ok(loss)
+    }
+
+    /// One optimizer step over the logical batch `x`, computed in micro-batches of
+    /// at most `micro_batch` rows. Returns the batch's mean loss (before the update).
+    ///
+    /// The result equals [`Network::train_step`] on the whole batch up to float
+    /// summation order (with [`BatchNormMode::Exact`]), while the training buffers
+    /// hold only `micro_batch` rows.
+    ///
+    /// ```
+    /// use feedforward::{Activation::*, BatchNormMode, Network, Optimizer, data};
+    /// let (x, y) = data::blobs(50, 3, 4, 0);
+    /// let build = || Network::builder(4).dense(16, Relu).dense(3, Softmax)
+    ///     .optimizer(Optimizer::sgd(0.1)).seed(3).build();
+    /// let (mut whole, mut chunked) = (build()?, build()?);
+    /// whole.train_step(x.view(), (&y).into())?;
+    /// chunked.train_step_micro(x.view(), (&y).into(), 16, BatchNormMode::Exact)?;
+    /// for (a, b) in whole.parameters().iter().zip(chunked.parameters()) {
+    ///     assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0));
+    /// }
+    /// # Ok::<(), feedforward::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Network::train_step`]; [`Error::Config`] for `micro_batch = 0`.
+    pub fn train_step_micro(
+        &mut self,
+        x: ndarray::ArrayView2<'_, f32>,
+        targets: Targets<'_>,
+        micro_batch: usize,
+        mode: BatchNormMode,
+    ) -> Result<f32> {
+        if micro_batch == 0 {
+            return Err(Error::Config("micro-batch size must be at least 1".into()));
+        }
+        self.check_features(&x, "train_step_micro: features")?;
+        targets.validate(
+            self.loss(),
+            self.outputs(),
+            x.nrows(),
+            "train_step_micro: targets",
+        )?;
+        let x = x.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        // The rows in order, from a buffer kept in the workspace (no allocation
+        // once the batch size has been seen).
+        let n = targets.len();
+        let mut idx = std::mem::take(&mut self.ws.row_order);
+        idx.extend(idx.len()..n);
+        let result = rayon::scope(|_| {
+            let (loss, _) = self.batch_gradients(x, &targets, &idx[..n], micro_batch, mode);
+            self.check_finite_loss(loss, 0, 0)?;
+            self.step()?;
+            Ok(loss as f32)
+        });
+        self.ws.row_order = idx;
+        result
+    }
+
+    /// Forward, loss and backward over rows `idx` of `x` (row-major, `inputs`
+    /// wide) in micro-batches of at most `micro` rows, leaving the whole batch's
+    /// gradients in place for [`Network::step`]. Returns the mean loss and, for
+    /// classification, (right, judged).
+    pub(crate) fn batch_gradients(
+        &mut self,
+        x: &[f32],
+        targets: &Targets<'_>,
+        idx: &[usize],
+        micro: usize,
+        mode: BatchNormMode,
+    ) -> (f64, Option<(usize, usize)>) {
+        let m = idx.len();
+        let n_in = self.inputs();
+        let n_layers = self.layers().len();
+        let k = self.outputs();
+        let largest = m.div_ceil(m.div_ceil(micro.max(1)).max(1));
+        self.reserve(largest);
+        resize(&mut self.ws.input, largest * n_in);
+        let inv_m = 1.0 / m as f32;
+        let exact = self.has_batch_norm() && mode == BatchNormMode::Exact && largest < m;
+
+        if exact {
+            self.whole_batch_statistics(x, idx, micro);
+            self.whole_batch_sums(x, targets, idx, micro);
+        }
+
+        // The final pass: loss and gradients, accumulated over the chunks.
+        let (mut loss, mut right, mut judged, mut classified) = (0.0f64, 0, 0, false);
+        for (i, chunk) in balanced_chunks(idx, micro).enumerate() {
+            let r = chunk.len();
+            kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
+            self.ws.targets.gather(targets, Some(chunk));
+            self.forward_finite(None, r, n_layers, exact);
+            loss += self.loss_of(None, r, inv_m);
+            let out = &self.ws.outputs[n_layers - 1][..r * k];
+            if let Some((h, j)) = self.loss().correct(out, self.ws.targets.rows(), k) {
+                (right, judged, classified) = (right + h, judged + j, true);
+            }
+            self.backward_layers(None, r, i > 0, 0, exact.then_some(m));
+        }
+        (loss, classified.then_some((right, judged)))
+    }
+
+    /// Exact micro-batching, first: the statistics of every batch-norm layer
+    /// over the whole batch `idx` of `x`, in layer order (each needs the layers
+    /// below it normalised with theirs).
+    fn whole_batch_statistics(&mut self, x: &[f32], idx: &[usize], micro: usize) {
+        let n_in = self.inputs;
+        for b in 0..self.layers.len() {
+            if !matches!(self.layers[b], Layer::BatchNorm(_)) {
+                continue;
+            }
+            self.ws.norm(b).start_whole_batch();
+            for chunk in balanced_chunks(idx, micro) {
+                let r = chunk.len();
+                kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
+                self.forward_finite(None, r, b, true);
+                let ws = &mut self.ws;
+                let below: &[f32] = if b == 0 {
+                    &ws.input
+                } else {
+                    &ws.outputs[b - 1]
+                };
+                let width = self.layers[b].inputs();
+                let cache = ws.norms[b].get_or_insert_with(Default::default);
+                cache.merge_chunk(below, width, r);
+            }
+            let cache = self.ws.norms[b].get_or_insert_with(Default::default);
+            cache.finish_whole_batch(idx.len());
+            if let Layer::BatchNorm(bn) = &mut self.layers[b] {
+                bn.set_statistics(cache, idx.len());
+            }
+        }
+    }
+
+    /// Exact micro-batching, second: `Σ dy` and `Σ dy ⊙ x̂` of every batch-norm
+    /// layer over the whole batch, from the top down (each needs the input
+    /// gradients of those above).
+    fn whole_batch_sums(&mut self, x: &[f32], targets: &Targets<'_>, idx: &[usize], micro: usize) {
+        let (n_in, n_layers, m) = (self.inputs, self.layers.len(), idx.len());
+        for b in (0..n_layers).rev() {
+            if !matches!(self.layers[b], Layer::BatchNorm(_)) {
+                continue;
+            }
+            self.ws.norm(b).start_whole_batch_sums();
+            for chunk in balanced_chunks(idx, micro) {
+                let r = chunk.len();
+                kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
+                self.ws.targets.gather(targets, Some(chunk));
+                self.forward_finite(None, r, n_layers, true);
+                self.loss_of(None, r, 1.0 / m as f32);
+                self.backward_layers(None, r, false, b, Some(m));
+                self.ws.norm(b).add_chunk_sums();
+            }
+        }
+    }
+
+    /// The one divergence check: a loss that is not finite ends the step before
+    /// the update, with its gradients dropped.
+    ///
+    /// # Errors
+    /// [`Error::Diverged`] with `loss`, `epoch` and `batch` (0 outside an epoch).
+    pub(crate) fn check_finite_loss(
+        &mut self,
+        loss: f64,
+        epoch: usize,
+        batch: usize,
+    ) -> Result<()> {
+        if loss.is_finite() {
+            return Ok(());
+        }
+        self.ws.phase = Phase::Idle;
+        Err(Error::Diverged {
+            loss: loss as f32,
+            epoch,
+            batch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_chunks;
+
+    #[test]
+    fn chunks_are_balanced_and_cover_everything() {
+        let idx: Vec<usize> = (0..10).collect();
+        let sizes: Vec<usize> = balanced_chunks(&idx, 4).map(<[usize]>::len).collect();
+        assert_eq!(sizes, vec![4, 3, 3]);
+        let all: Vec<usize> = balanced_chunks(&idx, 3).flatten().copied().collect();
+        assert_eq!(all, idx);
+        assert_eq!(balanced_chunks(&idx, 100).count(), 1);
+        assert_eq!(balanced_chunks(&idx, 1).count(), 10);
+    }
+}
