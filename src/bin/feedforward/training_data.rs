@@ -7,7 +7,8 @@ use feedforward::io::{
     Batch, CsvSource, DataSource, Dataset, Format, NpySource, Origin, RowSubset,
     StandardizedSource, TargetKind,
 };
-use feedforward::{FitConfig, History, Loss, Network, Standardizer, Targets};
+use feedforward::train::{History, Trainer};
+use feedforward::{Loss, Network, Standardizer, Targets};
 use ndarray::{Array2, Axis};
 
 use crate::Result;
@@ -301,25 +302,16 @@ impl TrainingRows {
         }
     }
 
-    /// Trains `net` as `config` says, calling `on_progress` as `fit` does.
-    pub fn fit(
-        &mut self,
-        net: &mut Network,
-        config: &FitConfig<'_>,
-        on_progress: impl FnMut(feedforward::Progress<'_>) -> bool + Send,
-    ) -> Result<History> {
+    /// Trains `net` with `trainer` on these rows.
+    pub fn train(&mut self, net: &mut Network, trainer: &mut Trainer<'_>) -> Result<History> {
         let (result, path) = match self {
             TrainingRows::Memory { x, y } => {
-                return Ok(net.fit_with_progress(x.view(), y.view(), config, on_progress)?);
+                return Ok(trainer.fit(net, x.view(), y.view())?);
             }
-            TrainingRows::Stream { source, path } => (
-                net.fit_source_with_progress(source, config, on_progress),
-                path,
-            ),
-            TrainingRows::StandardizedStream { source, path } => (
-                net.fit_source_with_progress(source, config, on_progress),
-                path,
-            ),
+            TrainingRows::Stream { source, path } => (trainer.fit_source(net, source), path),
+            TrainingRows::StandardizedStream { source, path } => {
+                (trainer.fit_source(net, source), path)
+            }
         };
         result.map_err(|e| in_file(path, e))
     }

@@ -1,0 +1,316 @@
+//! The options of `feedforward train`, and the network they describe.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use feedforward::{Activation, AdamConfig, Loss, Network, Optimizer, SgdConfig};
+
+use crate::Result;
+use crate::dataset::DataArgs;
+use crate::training_data::TrainingData;
+
+/// Options of `feedforward train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub(super) data: DataArgs,
+    /// Where to write the trained model (safetensors). Written only when training
+    /// succeeds, atomically: a failed run leaves an existing file as it was.
+    #[arg(long)]
+    pub(super) out: PathBuf,
+    /// All layer widths from input to output, e.g. 784,512,256,10. The first must
+    /// equal the number of features, the last the number of classes or targets.
+    #[arg(long, value_delimiter = ',', conflicts_with = "hidden")]
+    pub(super) layers: Option<Vec<usize>>,
+    /// Hidden layer widths only; input and output widths follow from the data.
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    pub(super) hidden: Vec<usize>,
+    /// Activation of the hidden layers.
+    #[arg(long, value_enum, default_value_t = HiddenActivation::Relu)]
+    pub(super) activation: HiddenActivation,
+    /// Output layer and loss.
+    #[arg(long, visible_alias = "output", value_enum, default_value_t = LossArg::Softmax)]
+    pub(super) loss: LossArg,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    pub(super) optimizer: OptimizerArg,
+    /// Learning rate [default: 0.001 for Adam and AdamW, 0.01 for SGD].
+    #[arg(long)]
+    pub(super) lr: Option<f32>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.0)]
+    pub(super) momentum: f32,
+    /// SGD: Nesterov momentum.
+    #[arg(long)]
+    pub(super) nesterov: bool,
+    /// Weight decay (L2 for SGD and Adam, decoupled for AdamW).
+    #[arg(long, default_value_t = 0.0)]
+    pub(super) weight_decay: f32,
+    /// Scale gradients down to this global L2 norm when it is exceeded.
+    #[arg(long)]
+    pub(super) clip_grad_norm: Option<f32>,
+    /// Rows per mini-batch.
+    #[arg(long, default_value_t = 32)]
+    pub(super) batch_size: usize,
+    /// Epochs to train (in all, counting those of a resumed checkpoint).
+    #[arg(long, default_value_t = 10)]
+    pub(super) epochs: usize,
+    /// Batch normalisation before every hidden activation.
+    #[arg(long)]
+    pub(super) batch_norm: bool,
+    /// Compute each batch in chunks of at most this many rows, accumulating
+    /// gradients (one optimizer step per batch) [default: from --memory-budget].
+    #[arg(long, value_name = "ROWS")]
+    pub(super) micro_batch: Option<usize>,
+    /// Memory for one chunk's activations and gradients (e.g. 512MiB, 2GiB); sets
+    /// the micro-batch size when --micro-batch is not given.
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    pub(super) memory_budget: usize,
+    /// Under micro-batching, normalise each chunk with its own statistics (ghost
+    /// batch norm) instead of the whole batch's (exact, the default).
+    #[arg(long)]
+    pub(super) ghost_batch_norm: bool,
+    /// Hold out this fraction of the data (shuffled with the seed) for validation.
+    #[arg(long, conflicts_with = "val")]
+    pub(super) val_split: Option<f32>,
+    /// Validation data file (read like --data).
+    #[arg(long)]
+    pub(super) val: Option<PathBuf>,
+    /// Targets file for IDX or NPY validation data (beside MNIST images it is
+    /// found by name).
+    #[arg(long, requires = "val")]
+    pub(super) val_labels: Option<PathBuf>,
+    /// Standardise every feature with the training data's mean and standard
+    /// deviation (stored in the model and applied by eval and predict).
+    #[arg(long)]
+    pub(super) standardize: bool,
+    /// Seed for the initial weights, shuffling and the validation split.
+    #[arg(long, default_value_t = 42)]
+    pub(super) seed: u64,
+    /// Threads for rayon and BLAS [default: all cores].
+    #[arg(long)]
+    pub(super) threads: Option<usize>,
+    /// Stop when the validation loss (training loss without validation data) has
+    /// not improved for this many epochs; the model written is then the best
+    /// epoch's.
+    #[arg(long, value_name = "PATIENCE")]
+    pub(super) early_stopping: Option<usize>,
+    /// Save a checkpoint (model and optimizer state, and with --early-stopping the
+    /// best epoch's weights) every N epochs.
+    #[arg(long, value_name = "N")]
+    pub(super) checkpoint_every: Option<usize>,
+    /// Checkpoint file [default: beside --out, `NAME.ckpt.safetensors`].
+    #[arg(long)]
+    pub(super) checkpoint: Option<PathBuf>,
+    /// Continue from a checkpoint: its network, optimizer state, batch size, seed,
+    /// validation split and standardisation replace the options above.
+    #[arg(long, value_name = "FILE")]
+    pub(super) resume: Option<PathBuf>,
+    /// Read the training rows from the data file a batch at a time instead of
+    /// loading it whole: NPY features (float32, with --labels; shuffled every
+    /// epoch, as in memory; --val-split reads only the held-out rows into
+    /// memory) or CSV (read in file order: shuffle it once beforehand; validation
+    /// data from --val).
+    #[arg(long, conflicts_with = "allow_nan")]
+    pub(super) stream: bool,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub(super) quiet: bool,
+    /// One JSON object per epoch on standard output, and no progress bar.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum HiddenActivation {
+    Relu,
+    Tanh,
+    Sigmoid,
+    Identity,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum LossArg {
+    /// Softmax output, categorical cross-entropy; labels are class indices.
+    #[value(alias = "ce", alias = "categorical")]
+    Softmax,
+    /// Sigmoid outputs, one binary cross-entropy per label (multi-label).
+    #[value(alias = "multilabel", alias = "multi-label")]
+    Sigmoid,
+    /// One sigmoid output, binary cross-entropy; labels 0 or 1.
+    #[value(alias = "bce")]
+    Binary,
+    /// Linear outputs, mean squared error (regression).
+    #[value(alias = "regression")]
+    Mse,
+}
+
+impl LossArg {
+    pub(super) fn loss(self) -> Loss {
+        match self {
+            LossArg::Softmax => Loss::CategoricalCrossEntropy,
+            LossArg::Sigmoid => Loss::MultiLabelCrossEntropy,
+            LossArg::Binary => Loss::BinaryCrossEntropy,
+            LossArg::Mse => Loss::MeanSquaredError,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum OptimizerArg {
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+/// The network the options describe for `data`; `classes` is the number of
+/// classes in the whole file (softmax's width unless `--layers` gives it).
+pub(super) fn build_network(
+    args: &TrainArgs,
+    data: &TrainingData,
+    classes: Option<usize>,
+) -> Result<Network> {
+    let loss = args.loss.loss();
+    let features = data.features();
+    let outputs = match loss {
+        Loss::CategoricalCrossEntropy => match (&args.layers, classes) {
+            (Some(l), _) => *l.last().unwrap_or(&0),
+            (None, Some(classes)) => classes.max(2),
+            (None, None) => data.class_count()?.max(2),
+        },
+        Loss::BinaryCrossEntropy => 1,
+        Loss::MultiLabelCrossEntropy | Loss::MeanSquaredError => data.target_columns(),
+    };
+    let hidden = hidden_widths(args, data, outputs)?;
+    let mut builder = Network::builder(features)
+        .optimizer(optimizer(args))
+        .loss(loss)
+        .seed(args.seed);
+    let activation = args.activation.activation();
+    for &units in &hidden {
+        builder = if args.batch_norm {
+            builder
+                .dense(units, Activation::Identity)
+                .batch_norm(activation)
+        } else {
+            builder.dense(units, activation)
+        };
+    }
+    builder = builder.dense(outputs, loss.output_activation());
+    if let Some(c) = args.clip_grad_norm {
+        builder = builder.clip_grad_norm(c);
+    }
+    Ok(builder.build()?)
+}
+
+/// The hidden layers' widths: from `--layers` (checked against the data's
+/// features and the loss's `outputs`), else `--hidden`.
+fn hidden_widths(args: &TrainArgs, data: &TrainingData, outputs: usize) -> Result<Vec<usize>> {
+    let (features, loss) = (data.features(), args.loss.loss());
+    Ok(match &args.layers {
+        Some(l) => {
+            if l.len() < 2 {
+                return Err(
+                    "--layers needs at least the input and output widths, e.g. 64,32,10".into(),
+                );
+            }
+            if l[0] != features {
+                return Err(format!(
+                    "--layers starts with {} inputs but {} has {features} feature column(s)",
+                    l[0],
+                    data.path().display()
+                )
+                .into());
+            }
+            let last = *l.last().expect("two or more");
+            if last != outputs {
+                return Err(format!(
+                    "--layers ends with {last} outputs but the {} loss needs {outputs} here",
+                    loss.name()
+                )
+                .into());
+            }
+            l[1..l.len() - 1].to_vec()
+        }
+        None => args.hidden.clone(),
+    })
+}
+
+impl HiddenActivation {
+    fn activation(self) -> Activation {
+        match self {
+            HiddenActivation::Relu => Activation::Relu,
+            HiddenActivation::Tanh => Activation::Tanh,
+            HiddenActivation::Sigmoid => Activation::Sigmoid,
+            HiddenActivation::Identity => Activation::Identity,
+        }
+    }
+}
+
+/// The optimizer the options describe.
+fn optimizer(args: &TrainArgs) -> Optimizer {
+    let weight_decay = args.weight_decay;
+    match args.optimizer {
+        OptimizerArg::Sgd => Optimizer::Sgd(SgdConfig {
+            lr: args.lr.unwrap_or(0.01),
+            momentum: args.momentum,
+            nesterov: args.nesterov,
+            weight_decay,
+        }),
+        OptimizerArg::Adam => Optimizer::Adam(AdamConfig {
+            lr: args.lr.unwrap_or(1e-3),
+            weight_decay,
+            ..AdamConfig::default()
+        }),
+        OptimizerArg::Adamw => Optimizer::AdamW(AdamConfig {
+            lr: args.lr.unwrap_or(1e-3),
+            weight_decay,
+            ..AdamConfig::default()
+        }),
+    }
+}
+
+/// A byte count such as `2GiB`, `512MiB`, `1.5G` or `1000000`.
+pub(super) fn parse_size(text: &str) -> std::result::Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 2GiB or 512MiB"))?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "unknown size unit {unit:?} (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    if !(value.is_finite() && value > 0.0) {
+        return Err(format!("{text:?}: a size must be positive"));
+    }
+    Ok((value * scale) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}
