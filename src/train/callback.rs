@@ -63,6 +63,25 @@ pub trait Callback {
     fn on_checkpoint(&mut self, _path: &Path, _epoch: usize) {}
 }
 
+/// A callback lent to a trainer, to be read again after training.
+impl<C: Callback + ?Sized> Callback for &mut C {
+    fn before_step(&mut self, net: &mut Network, epoch: usize, batch: usize) {
+        (**self).before_step(net, epoch, batch);
+    }
+
+    fn on_step(&mut self, net: &Network, progress: &Progress<'_>) -> Control {
+        (**self).on_step(net, progress)
+    }
+
+    fn on_epoch(&mut self, net: &Network, stats: &EpochStats) -> Control {
+        (**self).on_epoch(net, stats)
+    }
+
+    fn on_checkpoint(&mut self, path: &Path, epoch: usize) {
+        (**self).on_checkpoint(path, epoch);
+    }
+}
+
 /// A closure over [`Progress`] as a [`Callback`] (what
 /// [`Network::fit_with_progress`] takes): `false` stops training.
 pub(crate) struct ProgressFn<F>(pub F);

@@ -29,6 +29,10 @@ use crate::targets::Targets;
 /// epoch's number alone, so a resumed run sees the batches an uninterrupted one
 /// would.
 ///
+/// A trainer holds its callbacks for the lifetime `'a` of the validation views
+/// in its config (an ndarray view is invariant in its lifetime): to read a
+/// callback lent as `&mut` after training, make the config after it.
+///
 /// ```
 /// use feedforward::train::{Checkpoint, Checkpoints, EarlyStopping, Trainer};
 /// use feedforward::{Activation::*, FitConfig, Network, data};
