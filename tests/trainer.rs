@@ -10,7 +10,7 @@ use feedforward::train::{
     Callback, Checkpoint, Checkpoints, Control, EarlyStopping, EpochStats, Trainer,
 };
 use feedforward::{
-    Activation::*, BatchNormMode, Error, FitConfig, Network, Optimizer, Snapshot, Targets, data,
+    Activation::*, BatchNormMode, Error, FitConfig, Network, Optimizer, Snapshot, data,
 };
 
 fn network(seed: u64) -> Network {
