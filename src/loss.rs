@@ -123,6 +123,72 @@ impl Loss {
         }
     }
 
+    /// Checks `targets` for this loss and an output `width`: row count, label
+    /// range, finiteness, and the value range the loss accepts.
+    ///
+    /// # Errors
+    /// [`Error::Shape`], [`Error::LabelOutOfRange`], [`Error::NonFinite`] or
+    /// [`Error::InvalidTarget`], naming `context` and the offending row.
+    pub fn check_targets(
+        self,
+        targets: &Targets<'_>,
+        width: usize,
+        rows: usize,
+        context: &'static str,
+    ) -> Result<()> {
+        if targets.len() != rows {
+            return Err(Error::Shape {
+                context,
+                expected: format!("{rows} targets (one per row of features)"),
+                got: format!("{} targets", targets.len()),
+            });
+        }
+        match targets {
+            Targets::Classes(labels) => {
+                let classes = if width == 1 { 2 } else { width };
+                if let Some((row, &label)) = labels.iter().enumerate().find(|(_, l)| **l >= classes)
+                {
+                    return Err(Error::LabelOutOfRange {
+                        context,
+                        row,
+                        label,
+                        classes,
+                    });
+                }
+            }
+            Targets::Values(values) => {
+                if values.ncols() != width {
+                    return Err(Error::Shape {
+                        context,
+                        expected: shape_str(rows, width),
+                        got: shape_str(values.nrows(), values.ncols()),
+                    });
+                }
+                let probabilities = self != Loss::MeanSquaredError;
+                for ((row, col), &value) in values.indexed_iter() {
+                    if !value.is_finite() {
+                        return Err(Error::NonFinite {
+                            context,
+                            row,
+                            col,
+                            value,
+                        });
+                    }
+                    if probabilities && !(0.0..=1.0).contains(&value) {
+                        return Err(Error::InvalidTarget {
+                            context,
+                            row,
+                            col,
+                            value,
+                            reason: "cross-entropy targets must lie in [0, 1]",
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether accuracy is defined for this loss (every loss but MSE).
     pub fn is_classification(self) -> bool {
         self != Loss::MeanSquaredError
@@ -236,7 +302,7 @@ impl Loss {
                 expected: format!("an output width that {} accepts", self.name()),
                 got: shape_str(m, k),
             })?;
-        targets.validate(self, k, m, context)
+        self.check_targets(&targets, k, m, context)
     }
 
     /// The fused loss kernel: writes `dZ·` into `grad` (scaled by `inv_m`, the inverse

@@ -2,9 +2,6 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use crate::error::{Error, Result, shape_str};
-use crate::loss::Loss;
-
 /// What a network is trained to output, one entry per sample.
 ///
 /// - `Classes`: one class index per row. For a softmax (or multi-column) output it
@@ -37,72 +34,6 @@ impl<'a> Targets<'a> {
     /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Checks the targets against a loss and an output width: row count, label
-    /// range, finiteness, and the value range the loss accepts.
-    ///
-    /// # Errors
-    /// [`Error::Shape`], [`Error::LabelOutOfRange`], [`Error::NonFinite`] or
-    /// [`Error::InvalidTarget`], naming `context` and the offending row.
-    pub fn validate(
-        &self,
-        loss: Loss,
-        width: usize,
-        rows: usize,
-        context: &'static str,
-    ) -> Result<()> {
-        if self.len() != rows {
-            return Err(Error::Shape {
-                context,
-                expected: format!("{rows} targets (one per row of features)"),
-                got: format!("{} targets", self.len()),
-            });
-        }
-        match self {
-            Targets::Classes(labels) => {
-                let classes = if width == 1 { 2 } else { width };
-                if let Some((row, &label)) = labels.iter().enumerate().find(|(_, l)| **l >= classes)
-                {
-                    return Err(Error::LabelOutOfRange {
-                        context,
-                        row,
-                        label,
-                        classes,
-                    });
-                }
-            }
-            Targets::Values(values) => {
-                if values.ncols() != width {
-                    return Err(Error::Shape {
-                        context,
-                        expected: shape_str(rows, width),
-                        got: shape_str(values.nrows(), values.ncols()),
-                    });
-                }
-                let probabilities = loss != Loss::MeanSquaredError;
-                for ((row, col), &value) in values.indexed_iter() {
-                    if !value.is_finite() {
-                        return Err(Error::NonFinite {
-                            context,
-                            row,
-                            col,
-                            value,
-                        });
-                    }
-                    if probabilities && !(0.0..=1.0).contains(&value) {
-                        return Err(Error::InvalidTarget {
-                            context,
-                            row,
-                            col,
-                            value,
-                            reason: "cross-entropy targets must lie in [0, 1]",
-                        });
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 

@@ -134,7 +134,8 @@ impl Network {
         const FEATURES: &str = "evaluate: features";
         self.check_features_up_front(&x, FEATURES)?;
         let (rows, k) = (x.nrows(), self.outputs());
-        targets.validate(self.loss, k, rows, "evaluate: targets")?;
+        self.loss
+            .check_targets(&targets, k, rows, "evaluate: targets")?;
         let z = self.infer(x, false, FEATURES)?;
         let mut a = z.clone();
         let act = self.layers.last().expect("at least one layer").activation();

@@ -98,7 +98,8 @@ impl Network {
         let Phase::Forward { rows } = self.ws.phase else {
             return Err(Error::State("backward needs a forward pass first"));
         };
-        targets.validate(self.loss, self.outputs(), rows, "backward: targets")?;
+        self.loss
+            .check_targets(&targets, self.outputs(), rows, "backward: targets")?;
         Ok(self.loss_and_backward(None, &targets, rows))
     }
 
@@ -161,7 +162,8 @@ impl Network {
         const FEATURES: &str = "forward: features";
         self.check_features_up_front(&x, FEATURES)?;
         let rows = x.nrows();
-        targets.validate(self.loss, self.outputs(), rows, "backward: targets")?;
+        self.loss
+            .check_targets(&targets, self.outputs(), rows, "backward: targets")?;
         self.reserve(rows);
         // A contiguous batch is read where it is, not copied: one batch of
         // inputs in memory, not two.
@@ -215,8 +217,8 @@ impl Network {
             return Err(Error::Config("micro-batch size must be at least 1".into()));
         }
         self.check_features(&x, "train_step_micro: features")?;
-        targets.validate(
-            self.loss(),
+        self.loss().check_targets(
+            &targets,
             self.outputs(),
             x.nrows(),
             "train_step_micro: targets",

@@ -105,9 +105,13 @@ impl<S: DataSource> BatchRows for FromSource<'_, S> {
         net.check_features(&self.batch.features(), "fit_source: features")
             .map_err(whole)?;
         let m = idx.len();
-        self.batch
-            .targets()
-            .validate(net.loss(), net.outputs(), m, "fit_source: targets")
+        net.loss()
+            .check_targets(
+                &self.batch.targets(),
+                net.outputs(),
+                m,
+                "fit_source: targets",
+            )
             .map_err(whole)?;
         if self.local.len() < m {
             self.local.extend(self.local.len()..m);

@@ -156,7 +156,8 @@ impl<'a> Trainer<'a> {
         self.check_batch_size()?;
         net.check_features(&x, "fit: features")?;
         let rows = x.nrows();
-        targets.validate(net.loss(), net.outputs(), rows, "fit: targets")?;
+        net.loss()
+            .check_targets(&targets, net.outputs(), rows, "fit: targets")?;
         self.check_validation(net)?;
         net.check_batch_norm_rows(rows)?;
         let x = x.as_standard_layout();
@@ -230,12 +231,8 @@ impl<'a> Trainer<'a> {
     fn check_validation(&self, net: &Network) -> Result<()> {
         if let Some((vx, vy)) = &self.config.validation {
             net.check_features(vx, "fit: validation features")?;
-            vy.validate(
-                net.loss(),
-                net.outputs(),
-                vx.nrows(),
-                "fit: validation targets",
-            )?;
+            net.loss()
+                .check_targets(vy, net.outputs(), vx.nrows(), "fit: validation targets")?;
         }
         Ok(())
     }
