@@ -6,7 +6,8 @@ use ::csv::{ByteRecord, ReaderBuilder, Trim};
 use ndarray::Array2;
 
 use super::dataset::{Dataset, Origin};
-use super::{Column, ReadOptions, source};
+use super::open;
+use super::options::{Column, ReadOptions, label_positions};
 use crate::error::{Error, Result};
 
 /// A CSV file read row by row: header detection, field counts and cell parsing,
@@ -32,7 +33,7 @@ impl CsvRows {
             .trim(Trim::All)
             .delimiter(options.delimiter)
             .comment(Some(b'#'))
-            .from_reader(source::open(path)?);
+            .from_reader(open::open(path)?);
         Ok(CsvRows {
             path: path.to_path_buf(),
             reader,
@@ -132,7 +133,7 @@ impl CsvRows {
         let Some((cols, _)) = self.width else {
             return Err(Error::parse(&self.path, "the file is empty"));
         };
-        let targets = resolve(&self.path, label, self.header.as_deref(), cols)?;
+        let targets = label_positions(&self.path, label, self.header.as_deref(), cols)?;
         let features: Vec<usize> = (0..cols).filter(|c| !targets.contains(c)).collect();
         if features.is_empty() {
             return Err(Error::parse(
@@ -181,51 +182,4 @@ pub(crate) fn read(path: &Path, options: &ReadOptions) -> Result<Dataset> {
 /// A cell as a number (`nan` and `inf` included: they are judged later).
 fn parse(field: &[u8]) -> Option<f32> {
     std::str::from_utf8(field).ok()?.parse::<f32>().ok()
-}
-
-/// The label columns' positions.
-pub(crate) fn resolve(
-    path: &Path,
-    label: &[Column],
-    header: Option<&[String]>,
-    cols: usize,
-) -> Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(label.len());
-    for column in label {
-        let index = match column {
-            Column::Index(i) if *i < cols => *i,
-            Column::Index(i) => {
-                return Err(Error::parse(
-                    path,
-                    format!(
-                        "label column {i} does not exist: the file has {cols} columns (0 to {})",
-                        cols - 1
-                    ),
-                ));
-            }
-            Column::Name(name) => {
-                let Some(names) = header else {
-                    return Err(Error::parse(
-                        path,
-                        format!(
-                            "label column {name:?} is given by name, but the file has no header"
-                        ),
-                    ));
-                };
-                names.iter().position(|n| n == name).ok_or_else(|| {
-                    Error::parse(
-                        path,
-                        format!(
-                            "no column named {name:?}; the header has {}",
-                            names.join(", ")
-                        ),
-                    )
-                })?
-            }
-        };
-        if !out.contains(&index) {
-            out.push(index);
-        }
-    }
-    Ok(out)
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Axis};
 
-use super::Column;
+use super::options::{Column, label_positions};
 use crate::error::{Error, Result};
 
 /// Features and targets read from a file, one sample per row.
@@ -90,7 +90,7 @@ impl Dataset {
             )));
         }
         let names = (!o.feature_names.is_empty()).then_some(o.feature_names.as_slice());
-        let targets = super::csv::resolve(&o.path, label, names, self.features.ncols())?;
+        let targets = label_positions(&o.path, label, names, self.features.ncols())?;
         let features: Vec<usize> = (0..self.features.ncols())
             .filter(|c| !targets.contains(c))
             .collect();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
-use super::source;
+use super::open;
 use crate::error::{Error, Result};
 
 /// Reads an IDX file (plain or gzip) as `n × (product of the other dimensions)`.
@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 /// [`Error::Io`] when it cannot be opened; [`Error::Parse`] for a bad magic
 /// number or a header whose dimensions disagree with the size of the data.
 pub fn read_idx(path: &Path) -> Result<Array2<f32>> {
-    let bytes = source::read_all(path)?;
+    let bytes = open::read_all(path)?;
     let bad = |m: String| Error::parse(path, m);
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(bad(

@@ -11,69 +11,21 @@ mod dataset;
 mod idx;
 pub mod model;
 mod npy;
-mod source;
+mod open;
+mod options;
 pub mod stream;
 
 pub use dataset::{Dataset, Origin};
 pub use idx::read_idx;
 pub use npy::{NpyArray, read_npy, read_npz};
+pub use options::{Column, ReadOptions};
 pub use stream::{
     ArraySource, Batch, CsvSource, DataSource, NpySource, RowSubset, StandardizedSource, TargetKind,
 };
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-
-/// A column of a CSV file, by position (from 0) or by its header name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Column {
-    /// Position from 0.
-    Index(usize),
-    /// Header name.
-    Name(String),
-}
-
-impl std::str::FromStr for Column {
-    type Err = std::convert::Infallible;
-    /// A number is a position, anything else a name.
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Ok(match s.trim().parse::<usize>() {
-            Ok(i) => Column::Index(i),
-            Err(_) => Column::Name(s.trim().to_string()),
-        })
-    }
-}
-
-/// How [`read_dataset`] reads a file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReadOptions {
-    /// CSV: the target columns (default: the first column). Empty: features only.
-    pub label: Vec<Column>,
-    /// CSV: whether the first row is a header (`None`: a first row with a
-    /// non-numeric cell is a header).
-    pub header: Option<bool>,
-    /// CSV: the field delimiter (default `,`).
-    pub delimiter: u8,
-    /// IDX and NPY: the file holding the targets (IDX: guessed from an MNIST-style
-    /// name, `...-images-idx3-...` → `...-labels-idx1-...`, when it exists).
-    pub labels: Option<PathBuf>,
-    /// Accept empty cells and NaN/infinite values (the caller decides what to do
-    /// with them, e.g. [`Dataset::drop_non_finite`]); otherwise they are errors.
-    pub allow_non_finite: bool,
-}
-
-impl Default for ReadOptions {
-    fn default() -> Self {
-        ReadOptions {
-            label: vec![Column::Index(0)],
-            header: None,
-            delimiter: b',',
-            labels: None,
-            allow_non_finite: false,
-        }
-    }
-}
 
 /// A data file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +63,7 @@ impl Format {
         if name.contains("idx") || name.ends_with("-ubyte") {
             return Ok(Format::Idx);
         }
-        let head = source::peek(path, 6)?;
+        let head = open::peek(path, 6)?;
         Ok(if head.starts_with(b"\x93NUMPY") {
             Format::Npy
         } else if head.starts_with(b"PK\x03\x04") {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::source;
+use super::open;
 use crate::error::{Error, Result};
 
 /// An array read from NumPy's format, converted to `f32`, in row-major order.
@@ -49,7 +49,7 @@ impl NpyArray {
 /// [`Error::Io`] when it cannot be opened; [`Error::Parse`] for a foreign file,
 /// an unsupported element type, or data shorter or longer than its shape.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    read_from(&mut source::open(path)?).map_err(|m| Error::parse(path, m))
+    read_from(&mut open::open(path)?).map_err(|m| Error::parse(path, m))
 }
 
 /// Reads every array of an `.npz` archive, with its name (without `.npy`).

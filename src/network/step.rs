@@ -93,7 +93,7 @@ impl Network {
     ///
     /// # Errors
     /// [`Error::State`] without a preceding forward pass; target errors as in
-    /// [`Targets::validate`].
+    /// [`crate::Loss::check_targets`].
     pub fn backward(&mut self, targets: Targets<'_>) -> Result<f32> {
         let Phase::Forward { rows } = self.ws.phase else {
             return Err(Error::State("backward needs a forward pass first"));
