@@ -70,6 +70,7 @@ pub mod loss;
 pub mod network;
 pub mod optim;
 pub mod replay;
+pub mod source;
 pub mod standardize;
 pub mod targets;
 mod threads;
@@ -83,7 +84,7 @@ pub use loss::Loss;
 pub use network::{BatchNormMode, Evaluation, Network, NetworkBuilder, Snapshot};
 pub use optim::{AdamConfig, Optimizer, OptimizerState, SgdConfig};
 pub use standardize::Standardizer;
-pub use targets::Targets;
+pub use targets::{OwnedTargets, Targets};
 pub use threads::{set_threads, threads};
 pub use train::{EpochStats, FitConfig, History, Progress};
 

@@ -4,8 +4,8 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
-use crate::io::{Batch, DataSource};
 use crate::kernels;
+use crate::source::{Batch, DataSource};
 
 /// Rows read per call when measuring a [`DataSource`].
 const FIT_ROWS: usize = 1024;
@@ -58,7 +58,7 @@ impl Standardizer {
     ///
     /// ```
     /// use feedforward::Standardizer;
-    /// use feedforward::io::ArraySource;
+    /// use feedforward::source::ArraySource;
     /// let x = ndarray::array![[1.0f32, 5.0], [3.0, 5.0]];
     /// let y = ndarray::array![0usize, 1];
     /// let mut source = ArraySource::new(x.view(), feedforward::Targets::Classes(y.view()))?;
@@ -219,4 +219,72 @@ fn for_each_block<S: DataSource + ?Sized>(
         f(start, batch.features());
     }
     Ok(())
+}
+
+/// A [`DataSource`] whose features are standardised as they are read, with
+/// statistics measured beforehand (for example by
+/// [`Standardizer::fit_source`] over the same source).
+///
+/// ```
+/// use feedforward::source::{ArraySource, Batch, DataSource};
+/// use feedforward::standardize::StandardizedSource;
+/// use feedforward::{Standardizer, Targets};
+/// let x = ndarray::array![[1.0f32, 5.0], [3.0, 7.0]];
+/// let y = ndarray::array![0usize, 1];
+/// let mut source = ArraySource::new(x.view(), Targets::Classes(y.view()))?;
+/// let s = Standardizer::fit_source(&mut source)?;
+/// let mut source = StandardizedSource::new(source, s)?;
+/// let mut batch = Batch::default();
+/// source.read(&[1], &mut batch)?;
+/// assert_eq!(batch.features(), ndarray::array![[1.0f32, 1.0]]);
+/// # Ok::<(), feedforward::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct StandardizedSource<S> {
+    inner: S,
+    standardizer: Standardizer,
+}
+
+impl<S: DataSource> StandardizedSource<S> {
+    /// `inner`'s rows standardised with `standardizer`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the statistics are for another number of features.
+    pub fn new(inner: S, standardizer: Standardizer) -> Result<Self> {
+        if standardizer.width() != inner.features() {
+            return Err(Error::Shape {
+                context: "StandardizedSource",
+                expected: format!("statistics for {} features", inner.features()),
+                got: format!("{}", standardizer.width()),
+            });
+        }
+        Ok(StandardizedSource {
+            inner,
+            standardizer,
+        })
+    }
+
+    /// The source underneath.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: DataSource> DataSource for StandardizedSource<S> {
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+    fn features(&self) -> usize {
+        self.inner.features()
+    }
+    fn random_access(&self) -> bool {
+        self.inner.random_access()
+    }
+    fn read(&mut self, idx: &[usize], batch: &mut Batch) -> Result<()> {
+        self.inner.read(idx, batch)?;
+        if batch.rows() > 0 {
+            self.standardizer.transform_rows(batch.features_mut())?;
+        }
+        Ok(())
+    }
 }

@@ -37,6 +37,66 @@ impl<'a> Targets<'a> {
     }
 }
 
+/// The largest class index a label file may hold, exclusive: `2^24`, the
+/// first integer above which an `f32` (as labels are read) no longer holds
+/// every integer exactly.
+pub const CLASS_INDEX_LIMIT: usize = 1 << 24;
+
+/// A label read as a number, as a class index: an integer from 0 below
+/// [`CLASS_INDEX_LIMIT`]; `None` otherwise. The one check every reader of class
+/// labels makes.
+///
+/// ```
+/// use feedforward::targets::class_index;
+/// assert_eq!(class_index(3.0), Some(3));
+/// assert_eq!(class_index(2.5), None);
+/// assert_eq!(class_index(-1.0), None);
+/// assert_eq!(class_index(f32::NAN), None);
+/// assert_eq!(class_index(16_777_216.0), None);
+/// ```
+pub fn class_index(value: f32) -> Option<usize> {
+    (value >= 0.0 && value.fract() == 0.0 && value < CLASS_INDEX_LIMIT as f32)
+        .then_some(value as usize)
+}
+
+/// Targets that own their data: what a data source or a program keeps, and
+/// lends as [`Targets`] with [`OwnedTargets::view`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwnedTargets {
+    /// One class index per sample.
+    Classes(Array1<usize>),
+    /// One row of values per sample.
+    Values(Array2<f32>),
+}
+
+impl OwnedTargets {
+    /// A view, as the network's calls take targets.
+    pub fn view(&self) -> Targets<'_> {
+        match self {
+            OwnedTargets::Classes(c) => Targets::Classes(c.view()),
+            OwnedTargets::Values(v) => Targets::Values(v.view()),
+        }
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.view().len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The class indices, if these are classes.
+    pub fn classes(&self) -> Option<&Array1<usize>> {
+        match self {
+            OwnedTargets::Classes(c) => Some(c),
+            OwnedTargets::Values(_) => None,
+        }
+    }
+}
+
 impl<'a> From<ArrayView1<'a, usize>> for Targets<'a> {
     fn from(v: ArrayView1<'a, usize>) -> Self {
         Targets::Classes(v)

@@ -3,10 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use feedforward::io::{
-    ArraySource, Batch, CsvSource, DataSource, NpySource, ReadOptions, RowSubset,
-    StandardizedSource, TargetKind,
-};
+use feedforward::io::{CsvSource, NpySource, ReadOptions};
+use feedforward::source::{ArraySource, Batch, DataSource, RowSubset, TargetKind};
+use feedforward::standardize::StandardizedSource;
 use feedforward::{Activation::*, Error, FitConfig, Network, Optimizer, Standardizer, data};
 use ndarray::Array2;
 

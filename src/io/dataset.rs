@@ -6,6 +6,7 @@ use ndarray::{Array2, Axis};
 
 use super::options::{Column, label_positions};
 use crate::error::{Error, Result};
+use crate::targets::class_index;
 
 /// Features and targets read from a file, one sample per row.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,15 +262,14 @@ impl Dataset {
             .iter()
             .enumerate()
             .map(|(r, &v)| {
-                if !(v >= 0.0 && v.fract() == 0.0 && v < 16_777_216.0) {
+                let Some(label) = class_index(v) else {
                     return Err(self.error_at(
                         r,
                         0,
                         true,
-                        &format!("label {v} is not a class index (an integer from 0)"),
+                        &format!("label {v} is not a class index (an integer from 0 below 2^24)"),
                     ));
-                }
-                let label = v as usize;
+                };
                 match classes {
                     Some(k) if label >= k => Err(self.error_at(
                         r,

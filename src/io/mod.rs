@@ -7,21 +7,21 @@
 //! needs, written atomically.
 
 mod csv;
+mod csv_source;
 mod dataset;
 mod idx;
 pub mod model;
 mod npy;
+mod npy_source;
 mod open;
 mod options;
-pub mod stream;
 
+pub use csv_source::CsvSource;
 pub use dataset::{Dataset, Origin};
 pub use idx::read_idx;
 pub use npy::{NpyArray, read_npy, read_npz};
+pub use npy_source::NpySource;
 pub use options::{Column, ReadOptions};
-pub use stream::{
-    ArraySource, Batch, CsvSource, DataSource, NpySource, RowSubset, StandardizedSource, TargetKind,
-};
 
 use std::path::Path;
 

@@ -25,7 +25,7 @@ impl std::str::FromStr for Column {
     }
 }
 
-/// How [`read_dataset`] reads a file.
+/// How [`read_dataset`](super::read_dataset) reads a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadOptions {
     /// CSV: the target columns (default: the first column). Empty: features only.
@@ -39,7 +39,7 @@ pub struct ReadOptions {
     /// name, `...-images-idx3-...` → `...-labels-idx1-...`, when it exists).
     pub labels: Option<PathBuf>,
     /// Accept empty cells and NaN/infinite values (the caller decides what to do
-    /// with them, e.g. [`Dataset::drop_non_finite`]); otherwise they are errors.
+    /// with them, e.g. [`Dataset::drop_non_finite`](super::Dataset::drop_non_finite)); otherwise they are errors.
     pub allow_non_finite: bool,
 }
 

@@ -6,8 +6,8 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
 use crate::error::{Error, Result};
-use crate::io::stream::{Batch, DataSource};
 use crate::network::Network;
+use crate::source::{Batch, DataSource};
 use crate::targets::Targets;
 
 /// Where the epoch loop gets a mini-batch: the features (row-major), the

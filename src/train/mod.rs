@@ -16,8 +16,8 @@
 use ndarray::ArrayView2;
 
 use crate::error::Result;
-use crate::io::stream::DataSource;
 use crate::network::{BatchNormMode, Network};
+use crate::source::DataSource;
 use crate::targets::Targets;
 
 mod batches;
@@ -143,11 +143,11 @@ impl Network {
     }
 
     /// Trains on the rows of `source`, read a mini-batch at a time (see
-    /// [`crate::io::stream`]), with the settings of `config`: as
+    /// [`crate::source`]), with the settings of `config`: as
     /// [`Trainer::fit_source`].
     ///
     /// ```
-    /// use feedforward::io::ArraySource;
+    /// use feedforward::source::ArraySource;
     /// use feedforward::{Activation::*, FitConfig, Network, data};
     /// let (x, y) = data::spiral(50, 3, 0);
     /// let mut net = Network::builder(2).dense(16, Relu).dense(3, Softmax).build()?;

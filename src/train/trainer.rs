@@ -13,8 +13,8 @@ use super::checkpoint::{Checkpoints, TrainingState};
 use super::early_stopping::EarlyStopping;
 use super::history::{EpochStats, History, Progress};
 use crate::error::{Error, Result};
-use crate::io::stream::{Batch, DataSource};
 use crate::network::{Network, Snapshot};
+use crate::source::{Batch, DataSource};
 use crate::targets::Targets;
 
 /// Trains a [`Network`] epoch by epoch: mini-batches from arrays or a

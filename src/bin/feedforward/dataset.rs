@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use feedforward::OwnedTargets;
 use feedforward::io::{self, Column, Dataset, ReadOptions};
-use feedforward::{Loss, Network, Standardizer, Targets};
-use ndarray::{Array1, Array2};
+use feedforward::{Loss, Network, Standardizer};
+use ndarray::Array2;
 
 use crate::Result;
 
@@ -88,32 +89,6 @@ impl DataArgs {
                     data.origin.path.display()
                 );
             }
-        }
-    }
-}
-
-/// Targets in the form a loss expects, owned.
-pub enum OwnedTargets {
-    /// Class indices.
-    Classes(Array1<usize>),
-    /// Rows of values.
-    Values(Array2<f32>),
-}
-
-impl OwnedTargets {
-    /// A view for the library.
-    pub fn view(&self) -> Targets<'_> {
-        match self {
-            OwnedTargets::Classes(c) => Targets::Classes(c.view()),
-            OwnedTargets::Values(v) => Targets::Values(v.view()),
-        }
-    }
-
-    /// The class indices, if these are classes.
-    pub fn classes(&self) -> Option<&Array1<usize>> {
-        match self {
-            OwnedTargets::Classes(c) => Some(c),
-            OwnedTargets::Values(_) => None,
         }
     }
 }

@@ -3,16 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use feedforward::io::{
-    Batch, CsvSource, DataSource, Dataset, Format, NpySource, Origin, RowSubset,
-    StandardizedSource, TargetKind,
-};
+use feedforward::io::{CsvSource, Dataset, Format, NpySource, Origin};
+use feedforward::source::{Batch, DataSource, RowSubset, TargetKind};
+use feedforward::standardize::StandardizedSource;
 use feedforward::train::{History, Trainer};
 use feedforward::{Loss, Network, Standardizer, Targets};
 use ndarray::{Array2, Axis};
 
 use crate::Result;
-use crate::dataset::{DataArgs, OwnedTargets, check_feature_width, targets_for};
+use crate::dataset::{DataArgs, check_feature_width, targets_for};
+use feedforward::OwnedTargets;
 
 /// Whether `loss` takes class indices (rather than rows of target values).
 pub fn takes_classes(loss: Loss) -> bool {

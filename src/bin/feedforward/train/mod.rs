@@ -25,8 +25,9 @@ use record::{Settings, checkpoint_beside, save_model};
 use report::Reporter;
 
 use crate::Result;
-use crate::dataset::{DataArgs, OwnedTargets, features_for, targets_for};
+use crate::dataset::{DataArgs, features_for, targets_for};
 use crate::training_data::{FileSource, TrainingData, TrainingRows, takes_classes};
+use feedforward::OwnedTargets;
 
 /// Mixed into the seed for the validation split, so that it does not repeat the
 /// first epoch's shuffle.
