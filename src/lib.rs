@@ -36,6 +36,11 @@
 //!   provider of your choice through `blas-src`): `cblas_sgemm`.
 //! - [`io`]: data sets from CSV, IDX (MNIST) and NPY/NPZ files, and model files
 //!   ([`io::model`], safetensors) written atomically; [`Standardizer`] for inputs.
+//! - [`train`]: the [`train::Trainer`] (epochs, validation, callbacks, early
+//!   stopping, checkpoints, resume) that [`Network::fit`] runs; [`source`]:
+//!   rows read a batch at a time.
+//! - Feature `bench` (on with the default `cli`): `bench` and `replay`, the
+//!   harness of `feedforward bench`, for measuring the library from outside.
 //! - Element-wise kernels run on rayon across batch rows; [`set_threads`] sets one
 //!   thread count for rayon and BLAS alike.
 //!
@@ -58,6 +63,7 @@ compile_error!(
 );
 
 pub mod activation;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod data;
 pub mod error;
@@ -69,6 +75,7 @@ pub mod layers;
 pub mod loss;
 pub mod network;
 pub mod optim;
+#[cfg(feature = "bench")]
 pub mod replay;
 pub mod source;
 pub mod standardize;

@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::io::read_npy;
-use crate::{Activation, AdamConfig, Loss, Network, Optimizer, Targets};
+use crate::targets::{OwnedTargets, class_index};
+use crate::{Activation, AdamConfig, Loss, Network, Optimizer};
 
 #[derive(Deserialize)]
 struct Manifest {
@@ -43,12 +44,6 @@ struct AdamConstants {
     beta1: f32,
     beta2: f32,
     eps: f32,
-}
-
-/// One batch's targets: class labels or rows of values.
-enum StepTargets {
-    Classes(Array1<usize>),
-    Values(Array2<f32>),
 }
 
 /// What a replay computed.
@@ -138,7 +133,7 @@ pub fn replay(dir: &Path) -> Result<Replay> {
     // The batches the steps use, read once each.
     let used = m.n_batches.min(m.steps_total);
     let mut xs: Vec<Array2<f32>> = Vec::with_capacity(used);
-    let mut ys: Vec<StepTargets> = Vec::with_capacity(used);
+    let mut ys: Vec<OwnedTargets> = Vec::with_capacity(used);
     for k in 0..used {
         let (xp, yp) = (dir.join(format!("x{k}.npy")), dir.join(format!("y{k}.npy")));
         let x = read_npy(&xp)?.into_matrix(&xp)?;
@@ -151,19 +146,19 @@ pub fn replay(dir: &Path) -> Result<Replay> {
         }
         xs.push(x);
         ys.push(if classes {
-            StepTargets::Classes(y.iter().map(|&v| v as usize).collect())
+            let labels = y.iter().map(|&v| {
+                class_index(v)
+                    .ok_or_else(|| Error::parse(&yp, format!("label {v} is not a class index")))
+            });
+            OwnedTargets::Classes(labels.collect::<Result<Array1<usize>>>()?)
         } else {
-            StepTargets::Values(y)
+            OwnedTargets::Values(y)
         });
     }
     let mut final_loss = f32::NAN;
     for t in 0..m.steps_total {
         let k = t % m.n_batches;
-        let targets = match &ys[k] {
-            StepTargets::Classes(c) => Targets::Classes(c.view()),
-            StepTargets::Values(v) => Targets::Values(v.view()),
-        };
-        final_loss = net.train_step(xs[k].view(), targets)?;
+        final_loss = net.train_step(xs[k].view(), ys[k].view())?;
     }
     Ok(Replay {
         workload: m.workload,
