@@ -30,7 +30,7 @@ fn simd_parallel(
     beta: f32,
     c: ArrayViewMut2<f32>,
 ) {
-    gemm::gemm_with(alpha, a, b, beta, c, Parallelism::Rayon(2)).unwrap();
+    gemm::gemm_with(alpha, a, b, beta, c, Parallelism::Split(2)).unwrap();
 }
 
 /// Checks `f` against the reference for one shape and every transpose combination.
@@ -52,7 +52,7 @@ fn check(f: Gemm, m: usize, n: usize, k: usize, alpha: f32, beta: f32) {
         let b = if tb { b_store.t() } else { b_store.view() };
         let c0 = uniform(m, n, seed + 2);
         let mut want = c0.clone();
-        reference::gemm(alpha, a, b, beta, want.view_mut()).unwrap();
+        reference::naive_gemm(alpha, a, b, beta, want.view_mut()).unwrap();
         let mut got = c0.clone();
         f(alpha, a, b, beta, got.view_mut());
         // |error| grows with k and with the size of the terms summed.
@@ -116,7 +116,7 @@ fn beta_zero_ignores_nan_in_c() {
     let a = uniform(9, 13, 1);
     let b = uniform(13, 11, 2);
     let mut want = Array2::zeros((9, 11));
-    reference::gemm(1.0, a.view(), b.view(), 0.0, want.view_mut()).unwrap();
+    reference::naive_gemm(1.0, a.view(), b.view(), 0.0, want.view_mut()).unwrap();
     let mut c = Array2::from_elem((9, 11), f32::NAN);
     gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).unwrap();
     assert!(c.iter().all(|x| x.is_finite()));
@@ -140,7 +140,7 @@ fn strided_and_transposed_output() {
     let a = uniform(19, 23, 5);
     let b = uniform(23, 29, 6);
     let mut want = Array2::zeros((19, 29));
-    reference::gemm(1.0, a.view(), b.view(), 0.0, want.view_mut()).unwrap();
+    reference::naive_gemm(1.0, a.view(), b.view(), 0.0, want.view_mut()).unwrap();
 
     let mut big = Array2::from_elem((19, 58), 7.0f32);
     gemm::gemm(1.0, a.view(), b.view(), 0.0, big.slice_mut(s![.., ..;2])).unwrap();
@@ -222,7 +222,7 @@ fn a_read_in_place_gives_the_packed_bits() {
         let (near, far) = (row_major(k + 3), row_major(1024));
         let b = uniform(k, n, 22);
         let c0 = uniform(m, n, 23);
-        for par in [Parallelism::None, Parallelism::Rayon(2)] {
+        for par in [Parallelism::None, Parallelism::Split(2)] {
             for beta in [0.0, 0.5] {
                 let run = |a: ArrayView2<f32>| {
                     let mut c = c0.clone();

@@ -28,7 +28,7 @@ fn layout(v: &ArrayView2<'_, f32>) -> Option<(CBLAS_TRANSPOSE, i32)> {
 }
 
 /// `C ← α·A·B + β·C` through `cblas_sgemm` (shapes already checked).
-pub(crate) fn gemm(
+pub(crate) fn sgemm(
     alpha: f32,
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,

@@ -82,9 +82,9 @@ fn product(
                 c: cm,
                 epilogue,
             };
-            small::gemm::<Geometry16>(&p, par);
+            small::few_rows_product::<Geometry16>(&p, par);
         } else {
-            loops::gemm::<Geometry16>(m, n, k, alpha, ar, br, beta, cm, par, epilogue);
+            loops::packed_product::<Geometry16>(m, n, k, alpha, ar, br, beta, cm, par, epilogue);
         }
     }
     c
@@ -125,7 +125,7 @@ fn the_widest_geometry_matches_the_reference_on_awkward_shapes() {
             let a = if ta { a_store.t() } else { a_store.view() };
             let b = if tb { b_store.t() } else { b_store.view() };
             let mut want = uniform(m, n, 9);
-            reference::gemm(1.5, a, b, 0.5, want.view_mut()).unwrap();
+            reference::naive_gemm(1.5, a, b, 0.5, want.view_mut()).unwrap();
             let one = product(a, b, Parallelism::None, None);
             let tol = 3e-6 * k as f32 + 1e-5;
             for ((i, j), &w) in want.indexed_iter() {
@@ -135,7 +135,7 @@ fn the_widest_geometry_matches_the_reference_on_awkward_shapes() {
                     "{m}x{n}x{k} ta={ta} tb={tb}: C[{i},{j}] = {g}, want {w}"
                 );
             }
-            let two = pool.install(|| product(a, b, Parallelism::Rayon(2), None));
+            let two = pool.install(|| product(a, b, Parallelism::Split(2), None));
             assert_eq!(
                 bits(&one),
                 bits(&two),
@@ -173,7 +173,9 @@ fn the_widest_geometry_reads_a_in_place_and_applies_the_epilogue_per_tile() {
         MatMut::from_view(&mut then.view_mut()),
     );
     // SAFETY: valid views; the stand-in runs anywhere.
-    unsafe { loops::gemm::<Geometry16>(m, n, k, 1.0, ar, br, 0.0, cm, Parallelism::None, None) };
+    unsafe {
+        loops::packed_product::<Geometry16>(m, n, k, 1.0, ar, br, 0.0, cm, Parallelism::None, None)
+    };
     then.rows_mut().into_iter().for_each(|mut row| {
         row.iter_mut()
             .zip(&bias)

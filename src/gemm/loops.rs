@@ -120,7 +120,7 @@ pub fn reserve_buffers() {
 /// `a` (`m × k`), `b` (`k × n`) and `c` (`m × n`) must be valid, `c` must not
 /// alias them, and the CPU must run `K` (the dispatcher's choice).
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm<K: Kernel>(
+pub(crate) unsafe fn packed_product<K: Kernel>(
     m: usize,
     n: usize,
     k: usize,
@@ -289,7 +289,7 @@ impl RowBlocks {
 /// Runs `task(0..tasks)` on rayon when `par` allows and there is more than one.
 fn run_tasks(par: Parallelism, tasks: usize, task: impl Fn(usize) + Sync + Send) {
     match par {
-        Parallelism::Rayon(_) if tasks > 1 => (0..tasks).into_par_iter().for_each(task),
+        Parallelism::Split(_) if tasks > 1 => (0..tasks).into_par_iter().for_each(task),
         _ => (0..tasks).for_each(task),
     }
 }

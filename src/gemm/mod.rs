@@ -140,7 +140,7 @@ pub fn gemm(
         if is_few_rows(&a, &b) {
             own(alpha, a, b, beta, c, Parallelism::auto(), None);
         } else {
-            blas::gemm(alpha, a, b, beta, c);
+            blas::sgemm(alpha, a, b, beta, c);
         }
     }
     #[cfg(not(feature = "blas"))]
@@ -196,7 +196,7 @@ pub fn gemm_bias(
             own(1.0, a, b, 0.0, c, Parallelism::auto(), Some(epilogue));
         } else {
             let mut c = c;
-            blas::gemm(1.0, a, b, 0.0, c.view_mut());
+            blas::sgemm(1.0, a, b, 0.0, c.view_mut());
             apply_epilogue(epilogue, &mut c);
         }
     }
@@ -289,9 +289,9 @@ pub(crate) fn own(
     with_kernel!(K => unsafe {
         if m <= small::SMALL_M && b.cs == 1 {
             let product = small::SmallBlock { m, n, k, alpha, a, b, beta, c, epilogue };
-            small::gemm::<K>(&product, par);
+            small::few_rows_product::<K>(&product, par);
         } else {
-            loops::gemm::<K>(m, n, k, alpha, a, b, beta, c, par, epilogue);
+            loops::packed_product::<K>(m, n, k, alpha, a, b, beta, c, par, epilogue);
         }
     })
 }
@@ -336,16 +336,19 @@ pub(crate) fn check_shapes(
 pub enum Parallelism {
     /// Run on the calling thread only.
     None,
-    /// Split the work over the current rayon pool (its thread count is given).
-    Rayon(usize),
+    /// Split the work into blocks for `n` threads and run them as rayon tasks
+    /// on the current pool. `n` sets how the work is divided, not how many
+    /// threads the pool has (run inside a pool of `n` threads for that); the
+    /// result does not depend on it.
+    Split(usize),
 }
 
 impl Parallelism {
-    /// `Rayon(n)` with the current pool's thread count, or `None` when it has one thread.
+    /// `Split(n)` with the current pool's thread count, or `None` when it has one thread.
     pub fn auto() -> Self {
         match rayon::current_num_threads() {
             0 | 1 => Parallelism::None,
-            n => Parallelism::Rayon(n),
+            n => Parallelism::Split(n),
         }
     }
 
@@ -353,7 +356,7 @@ impl Parallelism {
     pub fn threads(self) -> usize {
         match self {
             Parallelism::None => 1,
-            Parallelism::Rayon(n) => n.max(1),
+            Parallelism::Split(n) => n.max(1),
         }
     }
 }

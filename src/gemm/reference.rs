@@ -11,7 +11,7 @@ use crate::error::Result;
 ///
 /// # Errors
 /// [`crate::Error::Shape`] when the dimensions disagree.
-pub fn gemm(
+pub fn naive_gemm(
     alpha: f32,
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,

@@ -41,8 +41,8 @@ pub(crate) struct SmallBlock<'a> {
 /// each row's block of columns once it is complete.
 ///
 /// # Safety
-/// As [`super::loops::gemm`].
-pub(crate) unsafe fn gemm<K: Kernel>(product: &SmallBlock<'_>, par: Parallelism) {
+/// As [`super::loops::packed_product`].
+pub(crate) unsafe fn few_rows_product<K: Kernel>(product: &SmallBlock<'_>, par: Parallelism) {
     let width = VECTORS * K::LANES;
     let (m, n, k) = (product.m, product.n, product.k);
     let blocks = n.div_ceil(width);

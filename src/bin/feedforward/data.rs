@@ -11,7 +11,7 @@ use crate::Result;
 
 /// Options of `feedforward data`.
 #[derive(Args)]
-pub struct DataArgs {
+pub struct SyntheticArgs {
     /// Which data set.
     #[arg(value_enum)]
     kind: Kind,
@@ -46,7 +46,7 @@ enum Kind {
 }
 
 /// Generates the data set and writes it.
-pub fn run(args: &DataArgs) -> Result<()> {
+pub fn run(args: &SyntheticArgs) -> Result<()> {
     if args.points == 0 || args.classes == 0 || args.dims == 0 {
         return Err("--points, --classes and --dims must be at least 1".into());
     }

@@ -45,7 +45,7 @@ enum Cmd {
     /// Predicted classes and probabilities (or values) as CSV.
     Predict(predict::PredictArgs),
     /// Write a synthetic data set (spiral, blobs, sine) as CSV, label first.
-    Data(data::DataArgs),
+    Data(data::SyntheticArgs),
     /// Run the standard benchmark workloads (W1, W2, W3, W3b, SGEMM) and print
     /// samples/s, GFLOP/s, the fraction of SGEMM and peak memory.
     Bench(bench::BenchArgs),
