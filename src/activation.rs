@@ -17,8 +17,8 @@ use std::fmt;
 
 use ndarray::{Array2, ArrayView2};
 
+use crate::cpu::per_isa;
 use crate::error::{Error, Result, shape_str};
-use crate::gemm::per_isa;
 use crate::kernels;
 
 /// An element-wise (or, for softmax, row-wise) activation function.

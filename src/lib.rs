@@ -65,6 +65,7 @@ compile_error!(
 pub mod activation;
 #[cfg(feature = "bench")]
 pub mod bench;
+mod cpu;
 pub mod data;
 pub mod error;
 pub mod gemm;

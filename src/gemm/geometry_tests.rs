@@ -71,7 +71,7 @@ fn product(
     // SAFETY: the views are valid for their shapes; the stand-in runs anywhere.
     unsafe {
         if m <= small::SMALL_M && br.cs == 1 {
-            let p = small::SmallBlock {
+            let p = super::kernel::SmallBlock {
                 m,
                 n,
                 k,

@@ -24,7 +24,7 @@ use super::epilogue::Epilogue;
 /// # Safety
 /// An implementation's functions may only run on a CPU with its instruction
 /// set; the crate calls them only from its [`Kernel`] entry points, which
-/// [`super::dispatch`] selects only when the CPU has it.
+/// [`crate::cpu`] selects only when the CPU has it.
 pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
     /// A vector of [`Simd::LANES`] `f32`.
     type V: Copy;
@@ -103,7 +103,7 @@ pub(crate) unsafe trait Kernel: Simd {
     ///
     /// # Safety
     /// As [`super::small::column_block`].
-    unsafe fn small_block(block: &super::small::SmallBlock<'_>, j0: usize);
+    unsafe fn small_block(block: &SmallBlock<'_>, j0: usize);
 }
 
 /// Compiles the generic kernel bodies for one instruction set and implements
@@ -158,9 +158,9 @@ macro_rules! kernel_entry_points {
                 unsafe { compiled(b, kc, nc, t, sliver) }
             }
 
-            unsafe fn small_block(block: &$crate::gemm::small::SmallBlock<'_>, j0: usize) {
+            unsafe fn small_block(block: &$crate::gemm::kernel::SmallBlock<'_>, j0: usize) {
                 $(#[target_feature(enable = $features)])?
-                unsafe fn compiled(block: &$crate::gemm::small::SmallBlock<'_>, j0: usize) {
+                unsafe fn compiled(block: &$crate::gemm::kernel::SmallBlock<'_>, j0: usize) {
                     // SAFETY: as the caller guarantees.
                     unsafe { $crate::gemm::small::column_block::<$isa>(block, j0) }
                 }
@@ -175,6 +175,19 @@ pub(crate) use kernel_entry_points;
 /// The largest tile of any instruction set (`MR·NR` floats): the size of the
 /// local buffer an edge tile is computed in.
 pub(crate) const MAX_TILE: usize = 12 * 32;
+
+/// A few-rows product, as every column block of it sees it.
+pub(crate) struct SmallBlock<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub a: MatRef,
+    pub b: MatRef,
+    pub beta: f32,
+    pub c: MatMut,
+    pub epilogue: Option<&'a Epilogue<'a>>,
+}
 
 /// One block of loops 2 and 1: an `mc × kc` block of A (as slivers) times the
 /// B slivers `slivers` of a packed `kc × nc` panel, into the `mc × nc` block `c`.

@@ -19,7 +19,7 @@
 //! `loops.rs` holds the five loops, `pack.rs` the packing, `small.rs` the
 //! few-rows kernel, `kernel.rs` the micro-kernel written once over a `Simd`
 //! vector trait, and `avx512.rs`, `avx2.rs`, `portable.rs` one instruction set
-//! each: its vector operations and its tile. `dispatch.rs` detects the CPU's
+//! each: its vector operations and its tile. `crate::cpu` detects the CPU's
 //! features once and caches the choice; `FEEDFORWARD_ISA` or [`set_isa`]
 //! choose a lower level.
 //!
@@ -34,7 +34,6 @@ mod avx2;
 mod avx512;
 #[cfg(feature = "blas")]
 pub mod blas;
-mod dispatch;
 mod epilogue;
 mod kernel;
 mod loops;
@@ -47,8 +46,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::error::{Error, Result, shape_str};
 
-pub(crate) use dispatch::per_isa;
-pub use dispatch::{ISA_VARIABLE, Isa, isa, isa_from_env, set_isa};
+pub use crate::cpu::{ISA_VARIABLE, Isa, isa, isa_from_env, set_isa};
 pub use epilogue::Epilogue;
 pub use loops::{KC, PARALLEL_THRESHOLD, reserve_buffers};
 
@@ -288,7 +286,7 @@ pub(crate) fn own(
     // `with_kernel!` picks a kernel this CPU runs.
     with_kernel!(K => unsafe {
         if m <= small::SMALL_M && b.cs == 1 {
-            let product = small::SmallBlock { m, n, k, alpha, a, b, beta, c, epilogue };
+            let product = kernel::SmallBlock { m, n, k, alpha, a, b, beta, c, epilogue };
             small::few_rows_product::<K>(&product, par);
         } else {
             loops::packed_product::<K>(m, n, k, alpha, a, b, beta, c, par, epilogue);
@@ -329,6 +327,29 @@ pub(crate) fn check_shapes(
         });
     }
     Ok(())
+}
+
+/// Each instruction set's tile, as its kernel states it.
+impl crate::cpu::Isa {
+    /// The micro-kernel's tile, `(MR, NR)`: rows × columns of C per register block.
+    pub fn tile(self) -> (usize, usize) {
+        use kernel::Kernel;
+        fn of<K: Kernel>() -> (usize, usize) {
+            (K::MR, K::NR)
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            crate::cpu::Isa::Avx512 => of::<avx512::Avx512>(),
+            #[cfg(target_arch = "x86_64")]
+            crate::cpu::Isa::Avx2 => of::<avx2::Avx2>(),
+            // Not compiled for other targets: the tiles they would have.
+            #[cfg(not(target_arch = "x86_64"))]
+            crate::cpu::Isa::Avx512 => (12, 32),
+            #[cfg(not(target_arch = "x86_64"))]
+            crate::cpu::Isa::Avx2 => (6, 16),
+            crate::cpu::Isa::Portable => of::<portable::Portable>(),
+        }
+    }
 }
 
 /// How many threads a kernel may use: the explicit form of the "is it worth it" decision.

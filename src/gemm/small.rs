@@ -11,9 +11,9 @@
 
 use rayon::prelude::*;
 
-use super::kernel::Kernel;
+use super::Parallelism;
+use super::kernel::{Kernel, SmallBlock};
 use super::loops::depth_block;
-use super::{Epilogue, MatMut, MatRef, Parallelism};
 
 /// Largest `m` handled here.
 pub(crate) const SMALL_M: usize = 4;
@@ -23,19 +23,6 @@ const VECTORS: usize = 8;
 
 /// Column blocks below this many multiply-adds each are not worth a thread.
 const PARALLEL_MACS: usize = 1 << 17;
-
-/// A few-rows product, as every column block of it sees it.
-pub(crate) struct SmallBlock<'a> {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub alpha: f32,
-    pub a: MatRef,
-    pub b: MatRef,
-    pub beta: f32,
-    pub c: MatMut,
-    pub epilogue: Option<&'a Epilogue<'a>>,
-}
 
 /// `C ← α·A·B + β·C` for `m ≤ SMALL_M`, with `b.cs == 1`; then `epilogue` on
 /// each row's block of columns once it is complete.

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::worth_parallel;
-use crate::gemm::per_isa;
+use crate::cpu::per_isa;
 
 /// Columns per task in a column reduction (a multiple of every SIMD width).
 const COLUMN_BLOCK: usize = 64;

@@ -39,7 +39,7 @@ impl Default for AdamConfig {
     }
 }
 
-crate::gemm::per_isa! {
+crate::cpu::per_isa! {
     /// One Adam/AdamW update at step `t` over a run of parameters; gradients are first
     /// multiplied by `grad_scale` (gradient clipping).
     #[allow(clippy::too_many_arguments)]

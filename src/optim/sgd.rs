@@ -34,7 +34,7 @@ impl Default for SgdConfig {
     }
 }
 
-crate::gemm::per_isa! {
+crate::cpu::per_isa! {
     /// One SGD update over a run of parameters; gradients are first multiplied by
     /// `grad_scale` (gradient clipping). `velocity` is untouched when `μ = 0`.
     pub(crate) fn update(

@@ -112,26 +112,6 @@ impl Isa {
             .collect()
     }
 
-    /// The micro-kernel's tile, `(MR, NR)`: rows × columns of C per register block.
-    pub fn tile(self) -> (usize, usize) {
-        use super::kernel::Kernel;
-        fn of<K: Kernel>() -> (usize, usize) {
-            (K::MR, K::NR)
-        }
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => of::<super::avx512::Avx512>(),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => of::<super::avx2::Avx2>(),
-            // Not compiled for other targets: the tiles they would have.
-            #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx512 => (12, 32),
-            #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 => (6, 16),
-            Isa::Portable => of::<super::portable::Portable>(),
-        }
-    }
-
     fn code(self) -> u8 {
         match self {
             Isa::Portable => 1,
@@ -273,13 +253,13 @@ macro_rules! per_isa {
             fn avx2($($arg: $ty),*) $(-> $ret)? {
                 body($($arg),*)
             }
-            match $crate::gemm::isa() {
+            match $crate::cpu::isa() {
                 // SAFETY: `isa` returns a level only when the CPU has it.
                 #[cfg(target_arch = "x86_64")]
-                $crate::gemm::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                $crate::cpu::Isa::Avx512 => unsafe { avx512($($arg),*) },
                 // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
-                $crate::gemm::Isa::Avx2 => unsafe { avx2($($arg),*) },
+                $crate::cpu::Isa::Avx2 => unsafe { avx2($($arg),*) },
                 _ => body($($arg),*),
             }
         }
