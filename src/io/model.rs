@@ -143,52 +143,11 @@ struct OptimizerDesc {
 /// [`Error::Io`] when the file cannot be written (an existing file is then left
 /// as it was); [`Error::Config`] for an extra tensor with a reserved name.
 pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result<()> {
-    let params = network.parameters();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut push = |name: String, shape: Vec<usize>, values: &[f32]| {
-        tensors.push((
-            name,
-            shape,
-            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ));
-    };
-    let mut layers = Vec::new();
-    for (i, layer) in network.layers().iter().enumerate() {
-        match layer {
-            Layer::Dense(d) => {
-                let (w, b) = d.split(params);
-                push(format!("layers.{i}.weight"), vec![d.inputs, d.outputs], w);
-                push(format!("layers.{i}.bias"), vec![d.outputs], b);
-                layers.push(LayerDesc::Dense {
-                    units: d.outputs,
-                    activation: d.activation.name().into(),
-                });
-            }
-            Layer::BatchNorm(b) => {
-                let (gamma, beta) = params[b.offset..b.offset + 2 * b.width].split_at(b.width);
-                push(format!("layers.{i}.gamma"), vec![b.width], gamma);
-                push(format!("layers.{i}.beta"), vec![b.width], beta);
-                push(
-                    format!("layers.{i}.running_mean"),
-                    vec![b.width],
-                    &b.running_mean,
-                );
-                push(
-                    format!("layers.{i}.running_var"),
-                    vec![b.width],
-                    &b.running_var,
-                );
-                layers.push(LayerDesc::BatchNorm {
-                    activation: b.activation.name().into(),
-                    momentum: b.momentum,
-                    eps: b.eps,
-                });
-            }
-        }
-    }
+    let mut tensors = Tensors::default();
+    let layers = tensors.push_layers(network);
     if let Some(s) = options.standardizer {
-        push("standardize.mean".into(), vec![s.width()], &s.mean);
-        push("standardize.std".into(), vec![s.width()], &s.std);
+        tensors.push("standardize.mean".into(), vec![s.width()], &s.mean);
+        tensors.push("standardize.std".into(), vec![s.width()], &s.std);
     }
     let state = network.optimizer_state();
     if options.optimizer_state {
@@ -197,7 +156,7 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
             ("optimizer.second", &state.second),
         ] {
             if !v.is_empty() {
-                push(name.into(), vec![v.len()], v);
+                tensors.push(name.into(), vec![v.len()], v);
             }
         }
     }
@@ -207,7 +166,7 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
                 "extra tensor {name:?}: the name is reserved for the model's own tensors"
             )));
         }
-        push(name.clone(), vec![values.len()], values);
+        tensors.push(name.clone(), vec![values.len()], values);
     }
     let arch = Architecture {
         inputs: network.inputs(),
@@ -223,21 +182,69 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
         NETWORK_KEY.into(),
         serde_json::to_string(&arch).expect("plain data serialises"),
     );
-    let views = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Io {
+    let bytes = tensors.serialize(metadata).map_err(|message| Error::Io {
         path: path.display().to_string(),
-        message: e.to_string(),
+        message,
     })?;
     write_atomically(path, &sorted_header(bytes))
+}
+
+/// The tensors of a model file, as little-endian `f32` bytes.
+#[derive(Default)]
+struct Tensors(Vec<(String, Vec<usize>, Vec<u8>)>);
+
+impl Tensors {
+    fn push(&mut self, name: String, shape: Vec<usize>, values: &[f32]) {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.0.push((name, shape, bytes));
+    }
+
+    /// Every layer's parameters (and batch-norm statistics); returns the layers'
+    /// descriptions for the architecture.
+    fn push_layers(&mut self, network: &Network) -> Vec<LayerDesc> {
+        let params = network.parameters();
+        let mut layers = Vec::new();
+        for (i, layer) in network.layers().iter().enumerate() {
+            match layer {
+                Layer::Dense(d) => {
+                    let (w, b) = d.split(params);
+                    self.push(format!("layers.{i}.weight"), vec![d.inputs, d.outputs], w);
+                    self.push(format!("layers.{i}.bias"), vec![d.outputs], b);
+                    layers.push(LayerDesc::Dense {
+                        units: d.outputs,
+                        activation: d.activation.name().into(),
+                    });
+                }
+                Layer::BatchNorm(b) => {
+                    let w = b.width;
+                    let (gamma, beta) = params[b.offset..b.offset + 2 * w].split_at(w);
+                    self.push(format!("layers.{i}.gamma"), vec![w], gamma);
+                    self.push(format!("layers.{i}.beta"), vec![w], beta);
+                    self.push(format!("layers.{i}.running_mean"), vec![w], &b.running_mean);
+                    self.push(format!("layers.{i}.running_var"), vec![w], &b.running_var);
+                    layers.push(LayerDesc::BatchNorm {
+                        activation: b.activation.name().into(),
+                        momentum: b.momentum,
+                        eps: b.eps,
+                    });
+                }
+            }
+        }
+        layers
+    }
+
+    /// The safetensors file of these tensors and `metadata`.
+    fn serialize(&self, metadata: HashMap<String, String>) -> std::result::Result<Vec<u8>, String> {
+        let views = self
+            .0
+            .iter()
+            .map(|(name, shape, bytes)| {
+                TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+    }
 }
 
 /// The same safetensors file with the keys of its JSON header in sorted order.
@@ -296,148 +303,26 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// foreign file, or one whose tensors disagree with its architecture.
 pub fn load(path: &Path) -> Result<Model> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e))?;
-    let bad = |m: String| Error::parse(path, m);
     let file = SafeTensors::deserialize(&bytes).map_err(|e| {
-        bad(format!(
-            "not a feedforward model (safetensors: {e}); truncated or foreign file?"
-        ))
+        Error::parse(
+            path,
+            format!("not a feedforward model (safetensors: {e}); truncated or foreign file?"),
+        )
     })?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let mut metadata: BTreeMap<String, String> = meta
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    if metadata.remove(FORMAT_KEY).as_deref() != Some(FORMAT) {
-        return Err(bad(
-            "a safetensors file, but not a feedforward model (no feedforward.format entry)".into(),
-        ));
-    }
-    let arch: Architecture = metadata
-        .remove(NETWORK_KEY)
-        .ok_or_else(|| bad("the model has no feedforward.network entry".into()))
-        .and_then(|s| {
-            serde_json::from_str(&s).map_err(|e| bad(format!("feedforward.network: {e}")))
-        })?;
-
-    let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-        let t = file
-            .tensor(name)
-            .map_err(|_| bad(format!("tensor {name} is missing")))?;
-        if t.dtype() != Dtype::F32 || t.shape() != shape {
-            return Err(bad(format!(
-                "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
-                t.dtype(),
-                t.shape()
-            )));
-        }
-        Ok(t.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    };
-
-    let optimizer = parse_optimizer(&arch.optimizer).map_err(bad)?;
-    let loss =
-        Loss::from_name(&arch.loss).ok_or_else(|| bad(format!("unknown loss {:?}", arch.loss)))?;
-    let activation = |name: &str| {
-        Activation::from_name(name).ok_or_else(|| bad(format!("unknown activation {name:?}")))
-    };
-    let mut builder = Network::builder(arch.inputs)
-        .loss(loss)
-        .optimizer(optimizer)
-        .seed(arch.seed);
-    if let Some(c) = arch.clip_grad_norm {
-        builder = builder.clip_grad_norm(c);
-    }
-    for layer in &arch.layers {
-        builder = match layer {
-            LayerDesc::Dense {
-                units,
-                activation: a,
-            } => builder.dense(*units, activation(a)?),
-            LayerDesc::BatchNorm { activation: a, .. } => builder.batch_norm(activation(a)?),
-        };
-    }
-    let mut network = builder
-        .build()
-        .map_err(|e| bad(format!("architecture: {e}")))?;
-
-    let mut params = vec![0.0f32; network.parameter_count()];
-    for (i, (layer, desc)) in network
-        .layers_mut()
-        .iter_mut()
-        .zip(&arch.layers)
-        .enumerate()
-    {
-        match layer {
-            Layer::Dense(d) => {
-                let w = tensor(&format!("layers.{i}.weight"), &[d.inputs, d.outputs])?;
-                let b = tensor(&format!("layers.{i}.bias"), &[d.outputs])?;
-                let n = w.len();
-                params[d.offset..d.offset + n].copy_from_slice(&w);
-                params[d.offset + n..d.offset + n + b.len()].copy_from_slice(&b);
-            }
-            Layer::BatchNorm(b) => {
-                let w = b.width;
-                let gamma = tensor(&format!("layers.{i}.gamma"), &[w])?;
-                let beta = tensor(&format!("layers.{i}.beta"), &[w])?;
-                params[b.offset..b.offset + w].copy_from_slice(&gamma);
-                params[b.offset + w..b.offset + 2 * w].copy_from_slice(&beta);
-                b.running_mean = tensor(&format!("layers.{i}.running_mean"), &[w])?;
-                b.running_var = tensor(&format!("layers.{i}.running_var"), &[w])?;
-                if let LayerDesc::BatchNorm { momentum, eps, .. } = desc {
-                    b.momentum = *momentum;
-                    b.eps = *eps;
-                }
-            }
-        }
-    }
-    if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-        return Err(bad(format!("parameter {i} is not finite")));
-    }
-    network.parameters_mut().copy_from_slice(&params);
-
-    let n = params.len();
-    let optional = |name: &str| {
-        file.tensor(name)
-            .is_ok()
-            .then(|| tensor(name, &[n]))
-            .transpose()
-    };
-    let first = optional("optimizer.first")?;
-    let second = optional("optimizer.second")?;
-    let has_optimizer_state = first.is_some() || second.is_some();
-    network
-        .set_optimizer_state(OptimizerState {
-            step: arch.optimizer.step,
-            first: first.unwrap_or_default(),
-            second: second.unwrap_or_default(),
-            ..OptimizerState::default()
-        })
-        .map_err(|e| bad(e.to_string()))?;
-
-    let standardizer = if file.tensor("standardize.mean").is_ok() {
-        let w = arch.inputs;
-        let std = tensor("standardize.std", &[w])?;
-        if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(bad(
-                "standardize.std holds a value that is not positive".into()
-            ));
-        }
-        Some(Standardizer {
-            mean: tensor("standardize.mean", &[w])?,
-            std,
-        })
-    } else {
-        None
-    };
+    let reader = Reader { path, file };
+    let (metadata, arch) = reader.header(&bytes)?;
+    let mut network = reader.network(&arch)?;
+    reader.weights(&mut network, &arch)?;
+    let has_optimizer_state = reader.optimizer_state(&mut network, arch.optimizer.step)?;
+    let standardizer = reader.standardizer(arch.inputs)?;
     let mut extra_tensors = BTreeMap::new();
-    for name in file.names() {
+    for name in reader.file.names() {
         if !OWN_PREFIXES.iter().any(|p| name.starts_with(p)) {
-            let len = file.tensor(name).map_or(0, |t| t.shape().iter().product());
-            extra_tensors.insert(name.to_string(), tensor(name, &[len])?);
+            let len = reader
+                .file
+                .tensor(name)
+                .map_or(0, |t| t.shape().iter().product());
+            extra_tensors.insert(name.to_string(), reader.tensor(name, &[len])?);
         }
     }
     Ok(Model {
@@ -447,6 +332,164 @@ pub fn load(path: &Path) -> Result<Model> {
         metadata,
         extra_tensors,
     })
+}
+
+/// A model file being read: its tensors, and errors that name it.
+struct Reader<'a> {
+    path: &'a Path,
+    file: SafeTensors<'a>,
+}
+
+impl Reader<'_> {
+    fn bad(&self, message: String) -> Error {
+        Error::parse(self.path, message)
+    }
+
+    /// The writer's metadata entries, and the architecture.
+    fn header(&self, bytes: &[u8]) -> Result<(BTreeMap<String, String>, Architecture)> {
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| self.bad(e.to_string()))?;
+        let mut metadata: BTreeMap<String, String> = meta
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if metadata.remove(FORMAT_KEY).as_deref() != Some(FORMAT) {
+            return Err(self.bad(
+                "a safetensors file, but not a feedforward model (no feedforward.format entry)"
+                    .into(),
+            ));
+        }
+        let arch = metadata
+            .remove(NETWORK_KEY)
+            .ok_or_else(|| self.bad("the model has no feedforward.network entry".into()))
+            .and_then(|s| {
+                serde_json::from_str(&s).map_err(|e| self.bad(format!("feedforward.network: {e}")))
+            })?;
+        Ok((metadata, arch))
+    }
+
+    /// The `f32` tensor `name`, which must have `shape`.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self
+            .file
+            .tensor(name)
+            .map_err(|_| self.bad(format!("tensor {name} is missing")))?;
+        if t.dtype() != Dtype::F32 || t.shape() != shape {
+            return Err(self.bad(format!(
+                "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    /// The tensor `name` of `len` values, if the file has it.
+    fn optional(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+        self.file
+            .tensor(name)
+            .is_ok()
+            .then(|| self.tensor(name, &[len]))
+            .transpose()
+    }
+
+    /// The network the architecture describes, with fresh weights.
+    fn network(&self, arch: &Architecture) -> Result<Network> {
+        let optimizer = parse_optimizer(&arch.optimizer).map_err(|m| self.bad(m))?;
+        let loss = Loss::from_name(&arch.loss)
+            .ok_or_else(|| self.bad(format!("unknown loss {:?}", arch.loss)))?;
+        let activation = |name: &str| {
+            Activation::from_name(name)
+                .ok_or_else(|| self.bad(format!("unknown activation {name:?}")))
+        };
+        let mut builder = Network::builder(arch.inputs)
+            .loss(loss)
+            .optimizer(optimizer)
+            .seed(arch.seed);
+        if let Some(c) = arch.clip_grad_norm {
+            builder = builder.clip_grad_norm(c);
+        }
+        for layer in &arch.layers {
+            builder = match layer {
+                LayerDesc::Dense {
+                    units,
+                    activation: a,
+                } => builder.dense(*units, activation(a)?),
+                LayerDesc::BatchNorm { activation: a, .. } => builder.batch_norm(activation(a)?),
+            };
+        }
+        builder
+            .build()
+            .map_err(|e| self.bad(format!("architecture: {e}")))
+    }
+
+    /// Every layer's parameters and batch-norm statistics into `network`.
+    fn weights(&self, network: &mut Network, arch: &Architecture) -> Result<()> {
+        let mut params = vec![0.0f32; network.parameter_count()];
+        let layers = network.layers_mut().iter_mut().zip(&arch.layers);
+        for (i, (layer, desc)) in layers.enumerate() {
+            match layer {
+                Layer::Dense(d) => {
+                    let w = self.tensor(&format!("layers.{i}.weight"), &[d.inputs, d.outputs])?;
+                    let b = self.tensor(&format!("layers.{i}.bias"), &[d.outputs])?;
+                    let n = w.len();
+                    params[d.offset..d.offset + n].copy_from_slice(&w);
+                    params[d.offset + n..d.offset + n + b.len()].copy_from_slice(&b);
+                }
+                Layer::BatchNorm(b) => {
+                    let w = b.width;
+                    let gamma = self.tensor(&format!("layers.{i}.gamma"), &[w])?;
+                    let beta = self.tensor(&format!("layers.{i}.beta"), &[w])?;
+                    params[b.offset..b.offset + w].copy_from_slice(&gamma);
+                    params[b.offset + w..b.offset + 2 * w].copy_from_slice(&beta);
+                    b.running_mean = self.tensor(&format!("layers.{i}.running_mean"), &[w])?;
+                    b.running_var = self.tensor(&format!("layers.{i}.running_var"), &[w])?;
+                    if let LayerDesc::BatchNorm { momentum, eps, .. } = desc {
+                        b.momentum = *momentum;
+                        b.eps = *eps;
+                    }
+                }
+            }
+        }
+        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+            return Err(self.bad(format!("parameter {i} is not finite")));
+        }
+        network.parameters_mut().copy_from_slice(&params);
+        Ok(())
+    }
+
+    /// The optimizer's step and moments into `network`; whether the file held moments.
+    fn optimizer_state(&self, network: &mut Network, step: u64) -> Result<bool> {
+        let n = network.parameter_count();
+        let first = self.optional("optimizer.first", n)?;
+        let second = self.optional("optimizer.second", n)?;
+        let has_moments = first.is_some() || second.is_some();
+        network
+            .set_optimizer_state(OptimizerState {
+                step,
+                first: first.unwrap_or_default(),
+                second: second.unwrap_or_default(),
+                ..OptimizerState::default()
+            })
+            .map_err(|e| self.bad(e.to_string()))?;
+        Ok(has_moments)
+    }
+
+    /// The input standardisation of `width` features, if the file has one.
+    fn standardizer(&self, width: usize) -> Result<Option<Standardizer>> {
+        let Some(mean) = self.optional("standardize.mean", width)? else {
+            return Ok(None);
+        };
+        let std = self.tensor("standardize.std", &[width])?;
+        if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(self.bad("standardize.std holds a value that is not positive".into()));
+        }
+        Ok(Some(Standardizer { mean, std }))
+    }
 }
 
 fn describe_optimizer(optimizer: &Optimizer, step: u64) -> OptimizerDesc {
