@@ -285,114 +285,156 @@ fn run_in_pool(config: &BenchConfig) -> Result<BenchResult> {
     let w = config.workload;
     let batch = config.batch.unwrap_or(w.batch());
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed);
-    let mut times = Vec::with_capacity(config.steps);
-    let mut final_loss = None;
-    // `warmup` calls, a pause until MIN_WARMUP_SECONDS have passed (unless
-    // `warmup` is 0), then `steps` timed calls. The pause rather than more calls
-    // keeps the number of steps, and so the final loss, the same in every run.
-    let mut measure = |f: &mut dyn FnMut() -> Result<Option<f32>>| -> Result<()> {
+    let mut timer = Timer {
+        config,
+        times: Vec::with_capacity(config.steps),
+        final_loss: None,
+    };
+    if w == Workload::Sgemm {
+        let n = w.widths()[0];
+        let a = normal_matrix(n, n, &mut rng);
+        let b = normal_matrix(n, n, &mut rng);
+        let mut c = Array2::zeros((n, n));
+        timer.measure(&mut || {
+            crate::gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).map(|()| None)
+        })?;
+    } else {
+        let data = Batches::new(w, batch, &mut rng);
+        let mut net = network(w, config.seed)?;
+        let mut t = 0usize;
+        let mut call = || {
+            t += 1;
+            data.step(&mut net, (t - 1) % data.xs.len(), config)
+        };
+        // The whole loop runs inside the pool: kernels start from a worker thread.
+        rayon::scope(|_| timer.measure(&mut call))?;
+    }
+    Ok(timer.result(w, batch))
+}
+
+/// Times the calls of one run.
+struct Timer<'c> {
+    config: &'c BenchConfig,
+    times: Vec<f64>,
+    final_loss: Option<f32>,
+}
+
+impl Timer<'_> {
+    /// `warmup` calls of `f`, a pause until [`MIN_WARMUP_SECONDS`] have passed
+    /// (unless `warmup` is 0), then `steps` timed calls. The pause rather than
+    /// more calls keeps the number of steps, and so the final loss, the same in
+    /// every run.
+    fn measure(&mut self, f: &mut dyn FnMut() -> Result<Option<f32>>) -> Result<()> {
         let begun = Instant::now();
-        for _ in 0..config.warmup {
-            final_loss = f()?;
+        for _ in 0..self.config.warmup {
+            self.final_loss = f()?;
         }
-        if config.warmup > 0 {
+        if self.config.warmup > 0 {
             let rest = MIN_WARMUP_SECONDS - begun.elapsed().as_secs_f64();
             std::thread::sleep(std::time::Duration::from_secs_f64(rest.max(0.0)));
         }
-        for _ in 0..config.steps {
+        for _ in 0..self.config.steps {
             let start = Instant::now();
-            final_loss = f()?;
-            times.push(start.elapsed().as_secs_f64());
+            self.final_loss = f()?;
+            self.times.push(start.elapsed().as_secs_f64());
         }
         Ok(())
-    };
-    match w {
-        Workload::Sgemm => {
-            let n = w.widths()[0];
-            let a = normal_matrix(n, n, &mut rng);
-            let b = normal_matrix(n, n, &mut rng);
-            let mut c = Array2::zeros((n, n));
-            let mut call =
-                || crate::gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).map(|()| None);
-            measure(&mut call)?;
-        }
-        _ => {
-            let widths = w.widths();
-            let (n_in, n_out) = (widths[0], *widths.last().expect("widths"));
-            let batch_bytes = 4 * batch * (n_in + if w == Workload::W2 { n_out } else { 1 });
-            let batches = if batch_bytes >= LARGE_BATCH {
-                1
-            } else {
-                (DATA_BUDGET / batch_bytes.max(1)).clamp(1, BATCHES)
-            };
-            let xs: Vec<Array2<f32>> = (0..batches)
-                .map(|_| normal_matrix(batch, n_in, &mut rng))
-                .collect();
-            let classes: Vec<Array1<usize>> = (0..batches)
-                .map(|_| Array1::from_shape_fn(batch, |_| rng.random_range(0..n_out)))
-                .collect();
-            let values: Vec<Array2<f32>> = if w == Workload::W2 {
-                (0..batches)
-                    .map(|_| normal_matrix(batch, n_out, &mut rng))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let mut net = network(w, config.seed)?;
-            let mut t = 0usize;
-            let mut call = || -> Result<Option<f32>> {
-                let k = t % batches;
-                t += 1;
-                let targets = if w == Workload::W2 {
-                    Targets::Values(values[k].view())
-                } else {
-                    Targets::Classes(classes[k].view())
-                };
-                if w.is_training() {
-                    match config.micro_batch {
-                        Some(c) => net
-                            .train_step_micro(xs[k].view(), targets, c, BatchNormMode::Exact)
-                            .map(Some),
-                        None => net.train_step(xs[k].view(), targets).map(Some),
-                    }
-                } else {
-                    let p = net.predict_proba(xs[k].view())?;
-                    let ce = p
-                        .rows()
-                        .into_iter()
-                        .zip(classes[k].iter())
-                        .map(|(row, &c)| -f64::from(row[c].max(1e-30)).ln())
-                        .sum::<f64>()
-                        / batch as f64;
-                    Ok(Some(ce as f32))
-                }
-            };
-            // The whole loop runs inside the pool: kernels start from a worker thread.
-            rayon::scope(|_| measure(&mut call))?;
+    }
+
+    /// The figures of the timed calls of workload `w` at `batch` rows.
+    fn result(&self, w: Workload, batch: usize) -> BenchResult {
+        let config = self.config;
+        let total: f64 = self.times.iter().sum();
+        let mut sorted = self.times.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let rows = if w == Workload::Sgemm {
+            w.widths()[0]
+        } else {
+            batch
+        };
+        BenchResult {
+            workload: w,
+            threads: config.threads,
+            batch: rows,
+            steps: config.steps,
+            warmup: config.warmup,
+            samples_per_s: (rows * config.steps) as f64 / total,
+            gflops: w.flops(batch) * config.steps as f64 / total / 1e9,
+            us_per_call_median: median * 1e6,
+            us_per_call_mean: total / config.steps as f64 * 1e6,
+            peak_rss_mb: peak_rss_mb(),
+            final_loss: self.final_loss,
         }
     }
-    let total: f64 = times.iter().sum();
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let rows = if w == Workload::Sgemm {
-        w.widths()[0]
-    } else {
-        batch
-    };
-    Ok(BenchResult {
-        workload: w,
-        threads: config.threads,
-        batch: rows,
-        steps: config.steps,
-        warmup: config.warmup,
-        samples_per_s: (rows * config.steps) as f64 / total,
-        gflops: w.flops(batch) * config.steps as f64 / total / 1e9,
-        us_per_call_median: median * 1e6,
-        us_per_call_mean: total / config.steps as f64 * 1e6,
-        peak_rss_mb: peak_rss_mb(),
-        final_loss,
-    })
+}
+
+/// The batches a network workload cycles through: features, class labels and
+/// (W2) target values, drawn from the run's generator in that order.
+struct Batches {
+    xs: Vec<Array2<f32>>,
+    classes: Vec<Array1<usize>>,
+    values: Vec<Array2<f32>>,
+    w: Workload,
+}
+
+impl Batches {
+    fn new(w: Workload, batch: usize, rng: &mut Xoshiro256PlusPlus) -> Batches {
+        let widths = w.widths();
+        let (n_in, n_out) = (widths[0], *widths.last().expect("widths"));
+        let batch_bytes = 4 * batch * (n_in + if w == Workload::W2 { n_out } else { 1 });
+        let batches = if batch_bytes >= LARGE_BATCH {
+            1
+        } else {
+            (DATA_BUDGET / batch_bytes.max(1)).clamp(1, BATCHES)
+        };
+        let xs = (0..batches)
+            .map(|_| normal_matrix(batch, n_in, rng))
+            .collect();
+        let classes = (0..batches)
+            .map(|_| Array1::from_shape_fn(batch, |_| rng.random_range(0..n_out)))
+            .collect();
+        let values = if w == Workload::W2 {
+            (0..batches)
+                .map(|_| normal_matrix(batch, n_out, rng))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Batches {
+            xs,
+            classes,
+            values,
+            w,
+        }
+    }
+
+    /// One call on batch `k`: a training step (its loss), or inference (the
+    /// cross-entropy of its predictions).
+    fn step(&self, net: &mut Network, k: usize, config: &BenchConfig) -> Result<Option<f32>> {
+        let (x, classes) = (self.xs[k].view(), &self.classes[k]);
+        let targets = if self.w == Workload::W2 {
+            Targets::Values(self.values[k].view())
+        } else {
+            Targets::Classes(classes.view())
+        };
+        if self.w.is_training() {
+            return match config.micro_batch {
+                Some(c) => net.train_step_micro(x, targets, c, BatchNormMode::Exact),
+                None => net.train_step(x, targets),
+            }
+            .map(Some);
+        }
+        let p = net.predict_proba(x)?;
+        let ce = p
+            .rows()
+            .into_iter()
+            .zip(classes.iter())
+            .map(|(row, &c)| -f64::from(row[c].max(1e-30)).ln())
+            .sum::<f64>()
+            / x.nrows() as f64;
+        Ok(Some(ce as f32))
+    }
 }
 
 fn normal_matrix(rows: usize, cols: usize, rng: &mut Xoshiro256PlusPlus) -> Array2<f32> {
