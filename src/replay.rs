@@ -46,6 +46,83 @@ struct AdamConstants {
     eps: f32,
 }
 
+impl Manifest {
+    /// The network of the dumped run, with its loss and optimizer (weights to be set).
+    fn network(&self, path: &Path) -> Result<Network> {
+        let hidden = Activation::from_name(&self.hidden_activation).ok_or_else(|| {
+            Error::parse(
+                path,
+                format!("unknown activation {:?}", self.hidden_activation),
+            )
+        })?;
+        let (out_act, loss) = if self.output.contains("cross-entropy") {
+            (Activation::Softmax, Loss::CategoricalCrossEntropy)
+        } else if self.output.contains("MSE") {
+            (Activation::Identity, Loss::MeanSquaredError)
+        } else {
+            return Err(Error::Config(format!(
+                "{}: unknown output {:?}",
+                path.display(),
+                self.output
+            )));
+        };
+        let optimizer = match (self.optimizer.as_str(), &self.adam) {
+            ("adam", Some(a)) => Optimizer::Adam(AdamConfig {
+                lr: self.lr,
+                beta1: a.beta1,
+                beta2: a.beta2,
+                eps: a.eps,
+                weight_decay: 0.0,
+            }),
+            ("sgd", _) => Optimizer::sgd(self.lr),
+            (other, _) => {
+                return Err(Error::Config(format!(
+                    "{}: cannot replay optimizer {other:?}",
+                    path.display()
+                )));
+            }
+        };
+        let mut builder = Network::builder(self.sizes[0])
+            .loss(loss)
+            .optimizer(optimizer);
+        let last = self.sizes.len() - 2;
+        for (i, &units) in self.sizes[1..].iter().enumerate() {
+            builder = builder.dense(units, if i == last { out_act } else { hidden });
+        }
+        builder.build()
+    }
+
+    /// The batches the steps use, read once each: features and targets
+    /// (class indices when `classes`).
+    fn batches(&self, dir: &Path, classes: bool) -> Result<(Vec<Array2<f32>>, Vec<OwnedTargets>)> {
+        let used = self.n_batches.min(self.steps_total);
+        let mut xs: Vec<Array2<f32>> = Vec::with_capacity(used);
+        let mut ys: Vec<OwnedTargets> = Vec::with_capacity(used);
+        for k in 0..used {
+            let (xp, yp) = (dir.join(format!("x{k}.npy")), dir.join(format!("y{k}.npy")));
+            let x = read_npy(&xp)?.into_matrix(&xp)?;
+            let y = read_npy(&yp)?.into_matrix(&yp)?;
+            if x.nrows() != self.batch || y.nrows() != self.batch {
+                return Err(Error::parse(
+                    &xp,
+                    format!("expected {} rows per batch", self.batch),
+                ));
+            }
+            xs.push(x);
+            ys.push(if classes {
+                let labels = y.iter().map(|&v| {
+                    class_index(v)
+                        .ok_or_else(|| Error::parse(&yp, format!("label {v} is not a class index")))
+                });
+                OwnedTargets::Classes(labels.collect::<Result<Array1<usize>>>()?)
+            } else {
+                OwnedTargets::Values(y)
+            });
+        }
+        Ok((xs, ys))
+    }
+}
+
 /// What a replay computed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replay {
@@ -81,46 +158,7 @@ pub fn replay(dir: &Path) -> Result<Replay> {
             "needs two or more sizes, batches and steps",
         ));
     }
-    let hidden = Activation::from_name(&m.hidden_activation).ok_or_else(|| {
-        Error::parse(
-            &path,
-            format!("unknown activation {:?}", m.hidden_activation),
-        )
-    })?;
-    let classes = m.output.contains("cross-entropy");
-    let (out_act, loss) = if classes {
-        (Activation::Softmax, Loss::CategoricalCrossEntropy)
-    } else if m.output.contains("MSE") {
-        (Activation::Identity, Loss::MeanSquaredError)
-    } else {
-        return Err(Error::Config(format!(
-            "{}: unknown output {:?}",
-            path.display(),
-            m.output
-        )));
-    };
-    let optimizer = match (m.optimizer.as_str(), &m.adam) {
-        ("adam", Some(a)) => Optimizer::Adam(AdamConfig {
-            lr: m.lr,
-            beta1: a.beta1,
-            beta2: a.beta2,
-            eps: a.eps,
-            weight_decay: 0.0,
-        }),
-        ("sgd", _) => Optimizer::sgd(m.lr),
-        (other, _) => {
-            return Err(Error::Config(format!(
-                "{}: cannot replay optimizer {other:?}",
-                path.display()
-            )));
-        }
-    };
-    let mut builder = Network::builder(m.sizes[0]).loss(loss).optimizer(optimizer);
-    let last = m.sizes.len() - 2;
-    for (i, &units) in m.sizes[1..].iter().enumerate() {
-        builder = builder.dense(units, if i == last { out_act } else { hidden });
-    }
-    let mut net = builder.build()?;
+    let mut net = m.network(&path)?;
     for i in 0..m.sizes.len() - 1 {
         let (wp, bp) = (dir.join(format!("W{i}.npy")), dir.join(format!("b{i}.npy")));
         let w = read_npy(&wp)?.into_matrix(&wp)?;
@@ -129,32 +167,7 @@ pub fn replay(dir: &Path) -> Result<Replay> {
         net.set_dense_parameters(i, w.view(), b.view())
             .map_err(|e| Error::parse(&wp, e.to_string()))?;
     }
-
-    // The batches the steps use, read once each.
-    let used = m.n_batches.min(m.steps_total);
-    let mut xs: Vec<Array2<f32>> = Vec::with_capacity(used);
-    let mut ys: Vec<OwnedTargets> = Vec::with_capacity(used);
-    for k in 0..used {
-        let (xp, yp) = (dir.join(format!("x{k}.npy")), dir.join(format!("y{k}.npy")));
-        let x = read_npy(&xp)?.into_matrix(&xp)?;
-        let y = read_npy(&yp)?.into_matrix(&yp)?;
-        if x.nrows() != m.batch || y.nrows() != m.batch {
-            return Err(Error::parse(
-                &xp,
-                format!("expected {} rows per batch", m.batch),
-            ));
-        }
-        xs.push(x);
-        ys.push(if classes {
-            let labels = y.iter().map(|&v| {
-                class_index(v)
-                    .ok_or_else(|| Error::parse(&yp, format!("label {v} is not a class index")))
-            });
-            OwnedTargets::Classes(labels.collect::<Result<Array1<usize>>>()?)
-        } else {
-            OwnedTargets::Values(y)
-        });
-    }
+    let (xs, ys) = m.batches(dir, net.loss() == Loss::CategoricalCrossEntropy)?;
     let mut final_loss = f32::NAN;
     for t in 0..m.steps_total {
         let k = t % m.n_batches;
