@@ -205,6 +205,9 @@ impl BenchResult {
     /// assert_eq!(v["final_loss"], serde_json::Value::Null);
     /// assert_eq!(v["gflops"], 3.211);
     /// assert_eq!(v["sgemm_fraction"], 0.0321);
+    /// let back = BenchResult::from_json(&r.to_json(None))?;
+    /// assert_eq!((back.workload, back.gflops, back.final_loss), (Workload::W1, 3.211, None));
+    /// # Ok::<(), feedforward::Error>(())
     /// ```
     pub fn to_json(&self, sgemm_gflops: Option<f64>) -> String {
         /// `v` to `digits` decimals: the figures a run can tell apart.
@@ -232,6 +235,45 @@ impl BenchResult {
             line["sgemm_fraction"] = rounded(self.gflops / s, 4).into();
         }
         line.to_string()
+    }
+
+    /// Reads a line written by [`BenchResult::to_json`] back (fields it does not
+    /// hold, such as `isa`, are ignored; figures come back rounded as written).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming what is wrong with the line.
+    pub fn from_json(line: &str) -> Result<BenchResult> {
+        #[derive(serde::Deserialize)]
+        struct Line {
+            workload: String,
+            threads: usize,
+            batch: usize,
+            steps: usize,
+            warmup: usize,
+            samples_per_s: f64,
+            gflops: f64,
+            us_per_call_median: f64,
+            us_per_call_mean: f64,
+            peak_rss_mb: Option<f64>,
+            final_loss: Option<f32>,
+        }
+        let l: Line = serde_json::from_str(line)
+            .map_err(|e| Error::Config(format!("a benchmark result line: {e}")))?;
+        let workload = Workload::from_name(&l.workload)
+            .ok_or_else(|| Error::Config(format!("unknown workload {:?}", l.workload)))?;
+        Ok(BenchResult {
+            workload,
+            threads: l.threads,
+            batch: l.batch,
+            steps: l.steps,
+            warmup: l.warmup,
+            samples_per_s: l.samples_per_s,
+            gflops: l.gflops,
+            us_per_call_median: l.us_per_call_median,
+            us_per_call_mean: l.us_per_call_mean,
+            peak_rss_mb: l.peak_rss_mb,
+            final_loss: l.final_loss,
+        })
     }
 }
 

@@ -104,41 +104,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for &t in &args.threads {
         let mut sgemm = None;
         for &w in &workloads {
-            let mut cmd = Command::new(&exe);
-            cmd.args([
-                "bench",
-                "--child",
-                "--workload",
-                w.name(),
-                "--threads",
-                &t.to_string(),
-                "--seed",
-                &args.seed.to_string(),
-            ]);
-            for (flag, v) in [
-                ("--steps", args.steps),
-                ("--warmup", args.warmup),
-                ("--batch", args.batch),
-                ("--micro-batch", args.micro_batch),
-            ] {
-                if let Some(v) = v {
-                    cmd.args([flag, &v.to_string()]);
-                }
-            }
-            let out = cmd
-                .output()
-                .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "{} at {t} thread(s) failed: {}",
-                    w.name(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )
-                .into());
-            }
-            let line = String::from_utf8_lossy(&out.stdout);
-            let result = parse_result(w, line.trim())
-                .ok_or_else(|| format!("unreadable result from {}: {line}", w.name()))?;
+            let result = run_child(&exe, w, t, args)?;
             if w == Workload::Sgemm {
                 sgemm = Some(result.gflops);
             }
@@ -152,23 +118,49 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads back the fields of a child's JSON line.
-fn parse_result(workload: Workload, line: &str) -> Option<BenchResult> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let field = |name: &str| v.get(name)?.as_f64();
-    Some(BenchResult {
-        workload,
-        threads: field("threads")? as usize,
-        batch: field("batch")? as usize,
-        steps: field("steps")? as usize,
-        warmup: field("warmup")? as usize,
-        samples_per_s: field("samples_per_s")?,
-        gflops: field("gflops")?,
-        us_per_call_median: field("us_per_call_median")?,
-        us_per_call_mean: field("us_per_call_mean")?,
-        peak_rss_mb: field("peak_rss_mb"),
-        final_loss: field("final_loss").map(|v| v as f32),
-    })
+/// Runs workload `w` at `t` threads in a child process (`exe bench --child`)
+/// and reads its result line.
+fn run_child(
+    exe: &std::path::Path,
+    w: Workload,
+    t: usize,
+    args: &BenchArgs,
+) -> Result<BenchResult> {
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "bench",
+        "--child",
+        "--workload",
+        w.name(),
+        "--threads",
+        &t.to_string(),
+        "--seed",
+        &args.seed.to_string(),
+    ]);
+    for (flag, v) in [
+        ("--steps", args.steps),
+        ("--warmup", args.warmup),
+        ("--batch", args.batch),
+        ("--micro-batch", args.micro_batch),
+    ] {
+        if let Some(v) = v {
+            cmd.args([flag, &v.to_string()]);
+        }
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} at {t} thread(s) failed: {}",
+            w.name(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    BenchResult::from_json(line.trim())
+        .map_err(|e| format!("unreadable result from {}: {e}: {line}", w.name()).into())
 }
 
 fn human(r: &BenchResult, sgemm: Option<f64>) -> String {

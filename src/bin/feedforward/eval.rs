@@ -36,7 +36,6 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let x = features_for(&data, net, m.standardizer.as_ref())?;
     let y = targets_for(&data, net.loss(), net.outputs())?;
     let eval = net.evaluate(x.view(), y.view())?;
-
     // Classes: softmax outputs, or 0/1 for one sigmoid output.
     let confusion = match (net.loss(), y.classes()) {
         (Loss::CategoricalCrossEntropy | Loss::BinaryCrossEntropy, Some(truth)) => {
@@ -50,21 +49,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         }
         _ => None,
     };
-    let per_class: Vec<(f64, f64, usize)> = confusion
-        .as_ref()
-        .map(|c| {
-            (0..c.len())
-                .map(|j| {
-                    let tp = c[j][j] as f64;
-                    let predicted: usize = c.iter().map(|row| row[j]).sum();
-                    let support: usize = c[j].iter().sum();
-                    let ratio = |n: usize| if n == 0 { 0.0 } else { tp / n as f64 };
-                    (ratio(predicted), ratio(support), support)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-
+    let per_class = confusion.as_deref().map(per_class).unwrap_or_default();
     if args.json {
         let classes: Vec<_> = per_class
             .iter()
@@ -90,29 +75,48 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     outln!("{line}");
     if let Some(c) = &confusion {
-        outln!("\nclass  precision  recall  support");
-        for (j, (p, r, s)) in per_class.iter().enumerate() {
-            outln!("{j:>5}  {p:>9.4}  {r:>6.4}  {s:>7}");
-        }
-        let width = c
-            .iter()
-            .flatten()
-            .max()
-            .map_or(1, |m| m.to_string().len())
-            .max(3);
-        outln!("\nconfusion matrix (rows: true class, columns: predicted class)");
-        let mut header = format!("{:>5} ", "");
-        for j in 0..c.len() {
-            header += &format!(" {j:>width$}");
-        }
-        outln!("{header}");
-        for (i, row) in c.iter().enumerate() {
-            let mut line = format!("{i:>5} ");
-            for v in row {
-                line += &format!(" {v:>width$}");
-            }
-            outln!("{line}");
-        }
+        print_classes(&per_class, c);
     }
     Ok(())
+}
+
+/// Precision, recall and support of each class, from the confusion matrix
+/// (rows: true class, columns: predicted class).
+fn per_class(c: &[Vec<usize>]) -> Vec<(f64, f64, usize)> {
+    (0..c.len())
+        .map(|j| {
+            let tp = c[j][j] as f64;
+            let predicted: usize = c.iter().map(|row| row[j]).sum();
+            let support: usize = c[j].iter().sum();
+            let ratio = |n: usize| if n == 0 { 0.0 } else { tp / n as f64 };
+            (ratio(predicted), ratio(support), support)
+        })
+        .collect()
+}
+
+/// The per-class table and the confusion matrix, as text.
+fn print_classes(per_class: &[(f64, f64, usize)], c: &[Vec<usize>]) {
+    outln!("\nclass  precision  recall  support");
+    for (j, (p, r, s)) in per_class.iter().enumerate() {
+        outln!("{j:>5}  {p:>9.4}  {r:>6.4}  {s:>7}");
+    }
+    let width = c
+        .iter()
+        .flatten()
+        .max()
+        .map_or(1, |m| m.to_string().len())
+        .max(3);
+    outln!("\nconfusion matrix (rows: true class, columns: predicted class)");
+    let mut header = format!("{:>5} ", "");
+    for j in 0..c.len() {
+        header += &format!(" {j:>width$}");
+    }
+    outln!("{header}");
+    for (i, row) in c.iter().enumerate() {
+        let mut line = format!("{i:>5} ");
+        for v in row {
+            line += &format!(" {v:>width$}");
+        }
+        outln!("{line}");
+    }
 }
