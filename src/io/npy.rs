@@ -153,27 +153,7 @@ const CHUNK: usize = 1 << 20;
 /// they arrive, so that no copy of the file's bytes is held beside the result.
 fn read_from(r: &mut dyn Read) -> std::result::Result<NpyArray, String> {
     let io = |e: std::io::Error| format!("cannot read: {e}");
-    // The magic, the version, the header's length, then the header itself.
-    let mut head = vec![0u8; 10];
-    if read_full(r, &mut head).map_err(io)? < head.len() || !head.starts_with(b"\x93NUMPY") {
-        return Err("not a NumPy .npy file (bad magic)".into());
-    }
-    if matches!(head[6], 2 | 3) {
-        head.resize(12, 0);
-        if read_full(r, &mut head[10..]).map_err(io)? < 2 {
-            return Err("truncated header".into());
-        }
-    }
-    let len = match head[6] {
-        1 => u16::from_le_bytes([head[8], head[9]]) as usize,
-        2 | 3 => u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
-        v => return Err(format!("unsupported .npy version {v}")),
-    };
-    let start = head.len();
-    head.resize(start + len, 0);
-    if read_full(r, &mut head[start..]).map_err(io)? < len {
-        return Err("truncated header".into());
-    }
+    let head = read_header_bytes(r)?;
     let Header {
         order,
         kind,
@@ -234,6 +214,32 @@ fn read_from(r: &mut dyn Read) -> std::result::Result<NpyArray, String> {
         shape,
         data: values,
     })
+}
+
+/// The magic, the version, the header's length, then the header itself.
+fn read_header_bytes(r: &mut dyn Read) -> std::result::Result<Vec<u8>, String> {
+    let io = |e: std::io::Error| format!("cannot read: {e}");
+    let mut head = vec![0u8; 10];
+    if read_full(r, &mut head).map_err(io)? < head.len() || !head.starts_with(b"\x93NUMPY") {
+        return Err("not a NumPy .npy file (bad magic)".into());
+    }
+    if matches!(head[6], 2 | 3) {
+        head.resize(12, 0);
+        if read_full(r, &mut head[10..]).map_err(io)? < 2 {
+            return Err("truncated header".into());
+        }
+    }
+    let len = match head[6] {
+        1 => u16::from_le_bytes([head[8], head[9]]) as usize,
+        2 | 3 => u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
+        v => return Err(format!("unsupported .npy version {v}")),
+    };
+    let start = head.len();
+    head.resize(start + len, 0);
+    if read_full(r, &mut head[start..]).map_err(io)? < len {
+        return Err("truncated header".into());
+    }
+    Ok(head)
 }
 
 /// Appends the elements in `bytes` (of type `T`, `N` bytes each, big-endian when
