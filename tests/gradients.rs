@@ -188,7 +188,19 @@ fn cross_entropy_is_finite_at_extreme_logits() {
 
 /// Finite differences through a whole network: the loss of `forward` + `backward`
 /// as a function of every parameter.
-fn check_network(mut net: Network, x: &Array2<f32>, targets: Targets, tol_abs: f64) {
+fn check_network(net: Network, x: &Array2<f32>, targets: Targets, tol_abs: f64) {
+    let all: Vec<usize> = (0..net.parameter_count()).collect();
+    check_parameters(net, x, targets, &all, tol_abs);
+}
+
+/// [`check_network`] on the parameters `which` only.
+fn check_parameters(
+    mut net: Network,
+    x: &Array2<f32>,
+    targets: Targets,
+    which: &[usize],
+    tol_abs: f64,
+) {
     net.forward(x.view()).unwrap();
     net.backward(targets).unwrap();
     let analytic = net.gradients().to_vec();
@@ -202,7 +214,7 @@ fn check_network(mut net: Network, x: &Array2<f32>, targets: Targets, tol_abs: f
         net.parameters_mut()[i] = params[i];
         f64::from(l)
     };
-    for i in 0..n {
+    for &i in which {
         let numeric =
             (loss_at(i, params[i] + h) - loss_at(i, params[i] - h)) / (2.0 * f64::from(h));
         let a = f64::from(analytic[i]);
@@ -318,4 +330,46 @@ fn batch_norm_regression_gradients() {
         .build()
         .unwrap();
     check_network(net, &x, Targets::Values(y.view()), 5e-4);
+}
+
+/// Gradients of a network large enough that every kernel takes its parallel
+/// path on 2 threads: products of 300 × 64 × 128 multiply-adds (above
+/// `gemm::PARALLEL_THRESHOLD`), and element-wise passes and batch-norm
+/// reductions over 300 × 128 elements (above the kernels' 2^15 threshold).
+/// Checked by finite differences on a sample of parameters from every layer.
+#[test]
+fn gradients_of_a_network_large_enough_for_the_parallel_kernels() {
+    let (rows, n_in, hidden, classes) = (300, 64, 128, 10);
+    assert!(rows * n_in * hidden >= feedforward::gemm::PARALLEL_THRESHOLD);
+    assert!(rows * hidden >= 1 << 15);
+    let x = uniform(rows, n_in, 21);
+    let labels = class_targets(rows, classes);
+    let net = Network::builder(n_in)
+        .dense(hidden, Identity)
+        .batch_norm(Tanh)
+        .dense(hidden, Sigmoid)
+        .dense(classes, Softmax)
+        .seed(4)
+        .build()
+        .unwrap();
+    // Every layer's weights, biases, γ and β: a stride through all parameters,
+    // plus the first and last of each layer.
+    let mut which: Vec<usize> = (0..net.parameter_count()).step_by(997).collect();
+    for layer in net.layers() {
+        let (start, len) = (layer.offset(), layer.parameter_count());
+        which.extend([start, start + len - 1]);
+    }
+    common::with_threads(2, || {
+        // Most sampled gradients ten times the absolute tolerance or more, so that
+        // a wrong one cannot hide in it.
+        let mut probe = net.clone();
+        probe.forward(x.view()).unwrap();
+        probe.backward(Targets::Classes(labels.view())).unwrap();
+        let large = which
+            .iter()
+            .filter(|&&i| probe.gradients()[i].abs() > 3e-4)
+            .count();
+        assert!(large >= which.len() / 2, "{large} of {}", which.len());
+        check_parameters(net, &x, Targets::Classes(labels.view()), &which, 3e-5);
+    });
 }
