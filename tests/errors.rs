@@ -20,7 +20,14 @@ fn wrong_feature_width() {
     assert!(err.to_string().contains("3 columns"), "{err}");
     assert!(matches!(n.forward(x.view()), Err(Error::Shape { .. })));
     let y = Array1::<usize>::zeros(5);
-    assert!(n.fit(x.view(), (&y).into(), &FitConfig::default()).is_err());
+    match n.fit(x.view(), (&y).into(), &FitConfig::default()) {
+        Err(Error::Shape {
+            context: "fit: features",
+            expected,
+            ..
+        }) => assert!(expected.contains("3 columns"), "{expected}"),
+        other => panic!("expected a shape error for the features, got {other:?}"),
+    }
 }
 
 #[test]

@@ -162,7 +162,10 @@ fn shape_errors_are_reported() {
     assert!(matches!(err, feedforward::Error::Shape { .. }), "{err}");
     let b = Array2::<f32>::zeros((4, 2));
     let mut c = Array2::<f32>::zeros((2, 2));
-    assert!(gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).is_err());
+    match gemm::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()) {
+        Err(feedforward::Error::Shape { got, .. }) => assert!(got.contains('2'), "{got}"),
+        other => panic!("expected a shape error for C, got {other:?}"),
+    }
 }
 
 #[test]

@@ -178,8 +178,10 @@ fn fit_with_micro_batches_matches_fit_without() {
     assert_close(a.parameters(), b.parameters(), "fit");
     assert!((ha.last().unwrap().loss - hb.last().unwrap().loss).abs() < 1e-5);
     assert_eq!(ha.last().unwrap().accuracy, hb.last().unwrap().accuracy);
-    assert!(
-        b.train_step_micro(x.view(), (&y).into(), 0, BatchNormMode::Exact)
-            .is_err()
-    );
+    let before = b.parameters().to_vec();
+    match b.train_step_micro(x.view(), (&y).into(), 0, BatchNormMode::Exact) {
+        Err(feedforward::Error::Config(m)) => assert!(m.contains("micro-batch"), "{m}"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    assert_eq!(b.parameters(), &before[..]);
 }

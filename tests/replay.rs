@@ -40,5 +40,11 @@ fn a_broken_dump_is_an_error() {
         .to_string();
     assert!(err.contains("manifest.json"), "{err}");
     std::fs::write(dir.path().join("manifest.json"), "{\"workload\": 1}").unwrap();
-    assert!(feedforward::replay::replay(dir.path()).is_err());
+    match feedforward::replay::replay(dir.path()) {
+        Err(feedforward::Error::Parse { path, message, .. }) => {
+            assert!(path.ends_with("manifest.json"), "{path}");
+            assert!(message.contains("expected a string"), "{message}");
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
 }

@@ -370,7 +370,10 @@ mod tests {
             (&[0][..], &[n][..]),
             (&[0][..], &[][..]),
         ] {
-            assert!(data.clone().split_rows(t, h).is_err());
+            match data.clone().split_rows(t, h) {
+                Err(Error::Config(m)) => assert!(m.contains("rows"), "{m}"),
+                other => panic!("{t:?} / {h:?}: expected a config error, got {other:?}"),
+            }
         }
     }
 }

@@ -135,7 +135,8 @@ struct OptimizerDesc {
 ///     extra_tensors: vec![("layers.0.weight".into(), &notes[..])],
 ///     ..Default::default()
 /// };
-/// assert!(model::save(&path, &net, &clash).is_err());
+/// let err = model::save(&path, &net, &clash).unwrap_err();
+/// assert!(matches!(&err, feedforward::Error::Config(m) if m.contains("reserved")), "{err}");
 /// # Ok::<(), feedforward::Error>(())
 /// ```
 ///

@@ -309,8 +309,13 @@ mod tests {
         assert_eq!(parse_size("512MiB"), Ok(512 << 20));
         assert_eq!(parse_size("1.5G"), Ok(1_500_000_000));
         assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("3 parsecs").is_err());
-        assert!(parse_size("0").is_err());
+        let err = |text| parse_size(text).unwrap_err();
+        assert!(err("lots").contains("not a size"), "{}", err("lots"));
+        assert!(
+            err("3 parsecs").contains("unknown size unit"),
+            "{}",
+            err("3 parsecs")
+        );
+        assert!(err("0").contains("must be positive"), "{}", err("0"));
     }
 }
