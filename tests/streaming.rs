@@ -294,3 +294,51 @@ fn a_row_subset_trains_like_the_selected_rows() {
         .to_string();
     assert!(err.contains("row 2 is beyond the subset's 2 rows"), "{err}");
 }
+
+/// Class labels from a file go through one check, with one bound: an integer
+/// from 0 below 2^24 (beyond it an `f32` no longer holds every integer), in an
+/// NPY source, a CSV source and a data set read whole alike.
+#[test]
+fn class_labels_have_one_bound_in_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, mut y) = blobs();
+    y[5] = 1 << 24;
+    let (xp, yp) = write_npy(dir.path(), &x, &y);
+    match NpySource::open(&xp, &yp, true) {
+        Err(Error::Parse { path, message, .. }) => {
+            assert!(path.ends_with("y.npy"), "{path}");
+            assert!(
+                message.contains("row 5") && message.contains("2^24"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a parse error at row 5, got {other:?}"),
+    }
+    let csv = dir.path().join("big.csv");
+    std::fs::write(&csv, "0,1,2,3\n16777216,1,2,3\n").unwrap();
+    match CsvSource::open(&csv, &ReadOptions::default(), true) {
+        Err(Error::Parse {
+            line: Some(2),
+            column: Some(1),
+            message,
+            ..
+        }) => assert!(message.contains("2^24"), "{message}"),
+        other => panic!("expected a parse error at line 2, column 1, got {other:?}"),
+    }
+    let whole = feedforward::io::read_dataset(&csv, &ReadOptions::default()).unwrap();
+    match whole.class_labels(None) {
+        Err(Error::Parse {
+            line: Some(2),
+            message,
+            ..
+        }) => assert!(message.contains("2^24"), "{message}"),
+        other => panic!("expected a parse error at line 2, got {other:?}"),
+    }
+    // The largest index that passes, 2^24 - 1, is read as it is.
+    std::fs::write(&csv, "0,1,2,3\n16777215,1,2,3\n").unwrap();
+    let source = CsvSource::open(&csv, &ReadOptions::default(), true).unwrap();
+    assert_eq!(
+        source.target_kind(),
+        TargetKind::Classes { max: (1 << 24) - 1 }
+    );
+}
