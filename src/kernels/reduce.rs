@@ -29,16 +29,29 @@ where
 /// `out[j] (+)= Σᵢ x[i, j]` for a row-major `x` with `out.len()` columns.
 /// With `accumulate` the sums are added to `out`, otherwise they replace it.
 pub(crate) fn column_sums(x: &[f32], out: &mut [f32], accumulate: bool) {
+    reduce_columns(x.len(), out, accumulate, |cols, j0, blk| {
+        add_columns(x, cols, j0, blk);
+    });
+}
+
+/// `out (+)=` what `add(cols, j0, block)` adds to each block of columns of a
+/// row-major matrix of `len` elements and `out.len()` columns, the blocks
+/// shared out over threads.
+fn reduce_columns(
+    len: usize,
+    out: &mut [f32],
+    accumulate: bool,
+    add: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
     let cols = out.len();
     if cols == 0 {
         return;
     }
-    let rows = x.len() / cols;
-    for_column_blocks(out, rows, |j0, blk| {
+    for_column_blocks(out, len / cols, |j0, blk| {
         if !accumulate {
             blk.fill(0.0);
         }
-        add_columns(x, cols, j0, blk);
+        add(cols, j0, blk);
     });
 }
 
@@ -56,15 +69,7 @@ per_isa! {
 
 /// `out[j] (+)= Σᵢ x[i, j]·y[i, j]` (column-wise dot products).
 pub(crate) fn column_dots(x: &[f32], y: &[f32], out: &mut [f32], accumulate: bool) {
-    let cols = out.len();
-    if cols == 0 {
-        return;
-    }
-    let rows = x.len() / cols;
-    for_column_blocks(out, rows, |j0, blk| {
-        if !accumulate {
-            blk.fill(0.0);
-        }
+    reduce_columns(x.len(), out, accumulate, |cols, j0, blk| {
         add_column_dots(x, y, cols, j0, blk);
     });
 }

@@ -56,6 +56,15 @@ impl BatchNorm {
         }
     }
 
+    /// The layer's activation, or the identity when it is not to be applied.
+    fn activation_if(&self, activate: bool) -> Activation {
+        if activate {
+            self.activation
+        } else {
+            Activation::Identity
+        }
+    }
+
     /// `2·width` (γ and β).
     pub fn parameter_count(&self) -> usize {
         2 * self.width
@@ -88,11 +97,7 @@ impl BatchNorm {
         let n = self.width;
         let (x, out) = (&x[..rows * n], &mut out[..rows * n]);
         let (gamma, beta) = self.split(params);
-        let act = if activate {
-            self.activation
-        } else {
-            Activation::Identity
-        };
+        let act = self.activation_if(activate);
         if !fixed_stats {
             let (mean, var) = (&mut cache.mean[..n], &mut cache.var[..n]);
             reduce::column_mean_var(x, mean, var);
@@ -152,11 +157,7 @@ impl BatchNorm {
         let n = self.width;
         let (x, out) = (&x[..rows * n], &mut out[..rows * n]);
         let (gamma, beta) = self.split(params);
-        let act = if activate {
-            self.activation
-        } else {
-            Activation::Identity
-        };
+        let act = self.activation_if(activate);
         for (s, v) in inv_std.iter_mut().zip(&self.running_var) {
             *s = 1.0 / (v + self.eps).sqrt();
         }
