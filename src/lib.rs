@@ -90,7 +90,7 @@ pub use init::Init;
 pub use layers::Layer;
 pub use loss::Loss;
 pub use network::{BatchNormMode, Evaluation, Network, NetworkBuilder, Snapshot};
-pub use optim::{AdamConfig, Optimizer, OptimizerState, SgdConfig};
+pub use optim::{AdamConfig, Every, LrSchedule, Optimizer, OptimizerState, Schedule, SgdConfig};
 pub use standardize::Standardizer;
 pub use targets::{OwnedTargets, Targets};
 pub use threads::{set_threads, threads};

@@ -10,7 +10,8 @@ use feedforward::train::{
     Callback, Checkpoint, Checkpoints, Control, EarlyStopping, EpochStats, Trainer,
 };
 use feedforward::{
-    Activation::*, BatchNormMode, Error, FitConfig, Network, Optimizer, Snapshot, data,
+    Activation::*, BatchNormMode, Error, Every, FitConfig, LrSchedule, Network, Optimizer,
+    Schedule, Snapshot, data,
 };
 
 fn network(seed: u64) -> Network {
@@ -230,5 +231,131 @@ fn checkpoint_errors_name_the_problem() {
     match err {
         Error::Io { path, .. } => assert!(path.contains("missing-dir"), "{path}"),
         other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
+
+/// Records the rate of every step.
+#[derive(Default)]
+struct Rates(Vec<f32>);
+
+impl Callback for Rates {
+    fn on_step(&mut self, net: &Network, _: &feedforward::train::Progress<'_>) -> Control {
+        self.0.push(net.optimizer().learning_rate());
+        Control::Continue
+    }
+}
+
+/// The trainer sets each step's rate as the schedule says, from the rate the
+/// optimizer had when training started, counting optimizer steps.
+#[test]
+fn the_trainer_sets_the_scheduled_rate() {
+    let (x, y) = data::spiral(40, 3, 0);
+    let mut net = network(2);
+    let schedule = LrSchedule::new(
+        Schedule::OneCycle {
+            total: 30,
+            max_lr: 0.05,
+            pct_start: 0.3,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+        },
+        Every::Step,
+    );
+    let mut rates = Rates::default();
+    Trainer::new(FitConfig {
+        epochs: 5,
+        batch_size: 20,
+        ..FitConfig::default()
+    })
+    .schedule(schedule.clone())
+    .callback(&mut rates)
+    .fit(&mut net, x.view(), (&y).into())
+    .unwrap();
+    assert_eq!(rates.0.len(), 30);
+    for (t, &r) in rates.0.iter().enumerate() {
+        assert_eq!(r, schedule.rate(0.02, t, 0, 1.0), "step {t}");
+    }
+    assert!(rates.0[8] > 10.0 * rates.0[0], "{:?}", rates.0);
+}
+
+/// A run with a schedule resumed from a checkpoint takes the same rates and
+/// ends with the same bits as one never interrupted: the base rate and the
+/// plateau's state travel in the checkpoint.
+#[test]
+fn scheduled_runs_resume_exactly() {
+    let (x, y) = data::spiral(60, 3, 0);
+    let (vx, vy) = data::spiral(20, 3, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ckpt");
+    let schedules = [
+        LrSchedule::new(
+            Schedule::Plateau {
+                factor: 0.5,
+                patience: 0,
+                threshold: 0.3,
+                cooldown: 0,
+                min_lr: 1e-4,
+            },
+            Every::Epoch,
+        ),
+        LrSchedule::new(
+            Schedule::Cosine {
+                period: 7,
+                min_lr: 0.0,
+                restarts: true,
+                mult: 2,
+            },
+            Every::Step,
+        )
+        .with_warmup(5),
+        LrSchedule::new(Schedule::InvScaling { power_t: 0.5 }, Every::Epoch),
+    ];
+    for schedule in schedules {
+        let config = |epochs| FitConfig {
+            epochs,
+            batch_size: 30,
+            ..FitConfig::default()
+        };
+        let validation = Some((vx.view(), (&vy).into()));
+        let mut whole = network(6);
+        let full = Trainer::new(FitConfig {
+            validation,
+            ..config(12)
+        })
+        .schedule(schedule.clone())
+        .fit(&mut whole, x.view(), (&y).into())
+        .unwrap();
+        let mut first = network(6);
+        Trainer::new(FitConfig {
+            validation,
+            ..config(5)
+        })
+        .schedule(schedule.clone())
+        .checkpoints(Checkpoints::every(5, &path))
+        .fit(&mut first, x.view(), (&y).into())
+        .unwrap();
+        let checkpoint = Checkpoint::load(&path).unwrap();
+        assert_eq!(checkpoint.state.base_lr, Some(0.02));
+        let mut resumed = checkpoint.model.network;
+        let rest = Trainer::new(FitConfig {
+            validation,
+            ..config(12)
+        })
+        .schedule(schedule.clone())
+        .resume(checkpoint.state)
+        .fit(&mut resumed, x.view(), (&y).into())
+        .unwrap();
+        let rates = |h: &[EpochStats]| h.iter().map(|e| e.learning_rate).collect::<Vec<_>>();
+        assert_eq!(
+            rates(&rest.epochs),
+            rates(&full.epochs[5..]),
+            "{schedule:?}"
+        );
+        let distinct = rates(&full.epochs);
+        assert!(
+            distinct.windows(2).any(|w| w[0] != w[1]),
+            "{schedule:?}: the rate never changed: {distinct:?}"
+        );
+        assert_eq!(resumed.snapshot(), whole.snapshot(), "{schedule:?}");
     }
 }

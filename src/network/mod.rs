@@ -117,6 +117,21 @@ impl Network {
         Ok(())
     }
 
+    /// Sets the learning rate and keeps the optimizer's state (what a schedule
+    /// does before each step). 0 is allowed: a schedule may reach it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a rate that is negative or not finite.
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::Config(format!(
+                "learning rate must be finite and >= 0, got {lr}"
+            )));
+        }
+        self.optimizer.set_learning_rate(lr);
+        Ok(())
+    }
+
     /// The optimizer's state (step count and moments).
     pub fn optimizer_state(&self) -> &OptimizerState {
         &self.opt_state

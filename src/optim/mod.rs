@@ -7,9 +7,11 @@
 //! `min(1, max_norm / (‖g‖₂ + 1e-6))` inside that same pass.
 
 mod adam;
+pub mod schedule;
 mod sgd;
 
 pub use adam::AdamConfig;
+pub use schedule::{Every, LrSchedule, PlateauState, Schedule};
 pub use sgd::SgdConfig;
 
 use rayon::prelude::*;

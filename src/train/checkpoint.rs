@@ -41,6 +41,13 @@ pub struct TrainingState {
     pub best_epoch: Option<usize>,
     /// Epochs since then.
     pub epochs_since_best: usize,
+    /// With a learning-rate schedule: the base rate it scales (the optimizer's
+    /// rate when training first started; the model holds the last scheduled one).
+    #[serde(default)]
+    pub base_lr: Option<f32>,
+    /// With [`crate::Schedule::Plateau`]: where it stands.
+    #[serde(default)]
+    pub plateau: crate::optim::PlateauState,
     /// With early stopping: the best epoch's weights, when they are not the
     /// network's own (not serialised as JSON; a checkpoint stores them as tensors).
     #[serde(skip)]

@@ -42,6 +42,8 @@ pub struct EpochStats {
     pub samples_per_sec: f64,
     /// Wall time of the epoch's training steps, in seconds.
     pub seconds: f64,
+    /// The learning rate of the epoch's last step.
+    pub learning_rate: f32,
 }
 
 /// What a training run measured and how it ended.

@@ -14,6 +14,7 @@ use super::early_stopping::EarlyStopping;
 use super::history::{EpochStats, History, Progress};
 use crate::error::{Error, Result};
 use crate::network::{Network, Snapshot};
+use crate::optim::{Every, LrSchedule};
 use crate::source::{Batch, DataSource};
 use crate::targets::Targets;
 
@@ -74,6 +75,7 @@ pub struct Trainer<'a> {
     early_stopping: Option<EarlyStopping>,
     checkpoints: Option<Checkpoints<'a>>,
     callbacks: Vec<Box<dyn Callback + Send + 'a>>,
+    schedule: Option<LrSchedule>,
     state: TrainingState,
 }
 
@@ -89,8 +91,18 @@ impl<'a> Trainer<'a> {
             early_stopping: None,
             checkpoints: None,
             callbacks: Vec::new(),
+            schedule: None,
             state,
         }
+    }
+
+    /// Sets the learning rate before every step as `schedule` says, scaling the
+    /// optimizer's rate when training first starts (kept in the training state,
+    /// so a resumed run goes on with the same rates).
+    #[must_use]
+    pub fn schedule(mut self, schedule: LrSchedule) -> Self {
+        self.schedule = Some(schedule);
+        self
     }
 
     /// Stops early as `early_stopping` says.
@@ -212,6 +224,9 @@ impl<'a> Trainer<'a> {
     }
 
     fn check_batch_size(&self) -> Result<()> {
+        if let Some(s) = &self.schedule {
+            s.validate()?;
+        }
         if self.config.batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1".into()));
         }
@@ -257,6 +272,9 @@ impl<'a> Trainer<'a> {
             let mut best = Snapshot::default();
             net.snapshot_weights_into(&mut best);
             self.state.best_weights = Some(best);
+        }
+        if self.schedule.is_some() && self.state.base_lr.is_none() {
+            self.state.base_lr = Some(net.optimizer().learning_rate());
         }
         let last = self.config.first_epoch.saturating_sub(1) + self.config.epochs;
         for epoch in self.state.epochs_done + 1..=last {
@@ -311,6 +329,7 @@ impl<'a> Trainer<'a> {
             if has_bn && idx.len() < 2 {
                 continue;
             }
+            self.set_scheduled_rate(net, epoch, order.len())?;
             for c in self.callbacks.iter_mut() {
                 c.before_step(net, epoch, b + 1);
             }
@@ -358,7 +377,21 @@ impl<'a> Trainer<'a> {
             val_accuracy,
             samples_per_sec: seen as f64 / seconds.max(1e-9),
             seconds,
+            learning_rate: net.optimizer().learning_rate(),
         }))
+    }
+
+    /// The scheduled rate of the next step of epoch `epoch` (of `rows` rows).
+    fn set_scheduled_rate(&self, net: &mut Network, epoch: usize, rows: usize) -> Result<()> {
+        let (Some(schedule), Some(base)) = (&self.schedule, self.state.base_lr) else {
+            return Ok(());
+        };
+        let t = match schedule.every {
+            Every::Epoch => epoch - 1,
+            Every::Step => usize::try_from(net.optimizer_state().step).unwrap_or(usize::MAX),
+        };
+        let samples = (epoch - 1) * rows;
+        net.set_learning_rate(schedule.rate(base, t, samples, self.state.plateau.factor))
     }
 
     /// Records the epoch in the training state (and the best weights), runs the
@@ -373,6 +406,11 @@ impl<'a> Trainer<'a> {
         let monitored = stats.val_loss.unwrap_or(stats.loss);
         let min_delta = self.early_stopping.map_or(0.0, |e| e.min_delta);
         let improved = self.state.record(stats.epoch, monitored, min_delta);
+        if let (Some(schedule), Some(base)) = (&self.schedule, self.state.base_lr) {
+            self.state
+                .plateau
+                .record(&schedule.schedule, base, monitored);
+        }
         if improved && self.early_stopping.is_some_and(|e| e.restore_best) {
             let best = self
                 .state

@@ -1,0 +1,133 @@
+"""Regenerates tests/data/schedules.json: learning-rate schedules run by PyTorch.
+
+Usage: PEER_PYTHON tests/data/make_schedules.py   (the peers' environment:
+../shared/peers/install.sh)
+
+A small network (4 -> 6 tanh -> 3 softmax, cross-entropy) trains for 40 steps
+on 8 fixed batches of 16 rows, cycled, with each schedule of
+torch.optim.lr_scheduler; an "epoch" is 4 steps. For every case the file holds
+the rate of each step (read from the optimizer before the step) and the final
+parameters, so that `tests/schedules.rs` replays the same steps with the
+crate's schedules and compares both, without Python.
+"""
+import json
+import math
+import os
+
+import numpy as np
+import torch
+
+torch.set_default_dtype(torch.float32)
+torch.set_num_threads(1)
+STEPS, PER_EPOCH, BATCHES, ROWS = 40, 4, 8, 16
+rng = np.random.default_rng(7)
+xs = rng.standard_normal((BATCHES, ROWS, 4)).astype(np.float32)
+ys = rng.integers(0, 3, (BATCHES, ROWS))
+w0 = (rng.standard_normal((4, 6)) * 0.5).astype(np.float32)
+b0 = (rng.standard_normal(6) * 0.1).astype(np.float32)
+w1 = (rng.standard_normal((6, 3)) * 0.5).astype(np.float32)
+b1 = (rng.standard_normal(3) * 0.1).astype(np.float32)
+S = torch.optim.lr_scheduler
+
+
+def run(case):
+    l0, l1 = torch.nn.Linear(4, 6), torch.nn.Linear(6, 3)
+    with torch.no_grad():
+        # The crate's W is n_in x n_out (Z = A W + b); torch's weight is its transpose.
+        l0.weight.copy_(torch.from_numpy(w0.T)); l0.bias.copy_(torch.from_numpy(b0))
+        l1.weight.copy_(torch.from_numpy(w1.T)); l1.bias.copy_(torch.from_numpy(b1))
+    model = torch.nn.Sequential(l0, torch.nn.Tanh(), l1)
+    kind, lr = case["optimizer"], case["lr"]
+    if kind == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = case["make"](opt)
+    per_step = case["every"] == "Step"
+    lrs, epoch_losses = [], []
+    for s in range(STEPS):
+        k = s % BATCHES
+        lrs.append(opt.param_groups[0]["lr"])
+        loss = torch.nn.functional.cross_entropy(
+            model(torch.from_numpy(xs[k])), torch.from_numpy(ys[k]))
+        epoch_losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if per_step:
+            sched.step()
+        elif (s + 1) % PER_EPOCH == 0:
+            if case.get("plateau"):
+                # The mean loss of the epoch's batches (each before its update).
+                sched.step(float(np.float32(np.mean(np.array(epoch_losses, dtype=np.float32)))))
+            else:
+                sched.step()
+            epoch_losses = []
+    params = [p.detach().numpy() for p in model.parameters()]
+    return {
+        "name": case["name"],
+        "schedule": case["schedule"],
+        "every": case["every"],
+        "warmup": case.get("warmup", 0),
+        "optimizer": kind,
+        "lr": lr,
+        "lrs": lrs,
+        "final": {
+            "w0": params[0].T.ravel().tolist(), "b0": params[1].tolist(),
+            "w1": params[2].T.ravel().tolist(), "b1": params[3].tolist(),
+        },
+    }
+
+
+def warm_then(opt, w, second):
+    return S.SequentialLR(opt, [S.LinearLR(opt, start_factor=1 / 3, total_iters=w), second(opt)], milestones=[w])
+
+
+CASES = [
+    {"name": "step", "optimizer": "sgd", "lr": 0.1, "every": "Epoch",
+     "schedule": {"Step": {"size": 2, "gamma": 0.5}},
+     "make": lambda o: S.StepLR(o, step_size=2, gamma=0.5)},
+    {"name": "multistep", "optimizer": "adam", "lr": 0.02, "every": "Epoch",
+     "schedule": {"MultiStep": {"milestones": [3, 6, 8], "gamma": 0.3}},
+     "make": lambda o: S.MultiStepLR(o, milestones=[3, 6, 8], gamma=0.3)},
+    {"name": "exponential", "optimizer": "sgd", "lr": 0.1, "every": "Epoch",
+     "schedule": {"Exponential": {"gamma": 0.8}},
+     "make": lambda o: S.ExponentialLR(o, gamma=0.8)},
+    {"name": "cosine", "optimizer": "adam", "lr": 0.02, "every": "Epoch",
+     "schedule": {"Cosine": {"period": 10, "min_lr": 0.001, "restarts": False, "mult": 1}},
+     "make": lambda o: S.CosineAnnealingLR(o, T_max=10, eta_min=0.001)},
+    {"name": "cosine-restarts", "optimizer": "sgd", "lr": 0.1, "every": "Step",
+     "schedule": {"Cosine": {"period": 5, "min_lr": 0.0, "restarts": True, "mult": 2}},
+     "make": lambda o: S.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=2, eta_min=0.0)},
+    {"name": "one-cycle", "optimizer": "sgd", "lr": 0.1, "every": "Step",
+     "schedule": {"OneCycle": {"total": 40, "max_lr": 0.2, "pct_start": 0.3,
+                               "div_factor": 25.0, "final_div_factor": 1e4}},
+     "make": lambda o: S.OneCycleLR(o, max_lr=0.2, total_steps=40, cycle_momentum=False)},
+    {"name": "warmup-cosine", "optimizer": "adam", "lr": 0.02, "every": "Step", "warmup": 5,
+     "schedule": {"Cosine": {"period": 35, "min_lr": 0.0, "restarts": False, "mult": 1}},
+     "make": lambda o: warm_then(o, 5, lambda p: S.CosineAnnealingLR(p, T_max=35))},
+    {"name": "warmup-step", "optimizer": "sgd", "lr": 0.1, "every": "Epoch", "warmup": 2,
+     "schedule": {"Step": {"size": 3, "gamma": 0.5}},
+     "make": lambda o: warm_then(o, 2, lambda p: S.StepLR(p, step_size=3, gamma=0.5))},
+    {"name": "plateau", "optimizer": "sgd", "lr": 0.5, "every": "Epoch", "plateau": True,
+     "schedule": {"Plateau": {"factor": 0.5, "patience": 1, "threshold": 0.05,
+                              "cooldown": 1, "min_lr": 0.01}},
+     "make": lambda o: S.ReduceLROnPlateau(o, factor=0.5, patience=1, threshold=0.05,
+                                           cooldown=1, min_lr=0.01)},
+    # scikit-learn's invscaling: lr0 / (samples seen + 1)^power_t, once per epoch.
+    {"name": "invscaling", "optimizer": "sgd", "lr": 0.5, "every": "Epoch",
+     "schedule": {"InvScaling": {"power_t": 0.25}},
+     "make": lambda o: S.LambdaLR(o, lambda e: 1.0 / math.pow(e * PER_EPOCH * ROWS + 1, 0.25))},
+]
+
+out = {
+    "steps": STEPS, "per_epoch": PER_EPOCH,
+    "x": xs.ravel().tolist(), "y": ys.ravel().tolist(), "rows": ROWS, "batches": BATCHES,
+    "init": {"w0": w0.ravel().tolist(), "b0": b0.tolist(), "w1": w1.ravel().tolist(), "b1": b1.tolist()},
+    "torch": torch.__version__,
+    "cases": [run(c) for c in CASES],
+}
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schedules.json")
+with open(path, "w") as f:
+    json.dump(out, f)
+print("wrote", path, [(c["name"], len(set(c["lrs"]))) for c in out["cases"]])
