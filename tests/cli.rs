@@ -1111,3 +1111,92 @@ fn info_and_bench_name_the_kernels_and_feedforward_isa_is_checked() {
         }
     }
 }
+
+/// `--schedule` sets each epoch's rate (reported as `lr`), is stored with the
+/// model, and a run resumed from a checkpoint goes on with the same rates to
+/// the same bytes; a bad schedule is one clear error.
+#[test]
+fn schedules_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    succeeds(&["data", "spiral", "--points", "30", "--out", s(&data)]);
+    let (full, part, resumed) = (
+        dir.path().join("full.safetensors"),
+        dir.path().join("part.safetensors"),
+        dir.path().join("resumed.safetensors"),
+    );
+    let ckpt = dir.path().join("run.ckpt");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&data),
+            "--hidden",
+            "16",
+            "--lr",
+            "0.02",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json_lines(&succeeds(&args))
+    };
+    let schedule = ["--schedule", "step:size=2,gamma=0.5", "--warmup", "1"];
+    let epochs = train(&[&["--out", s(&full), "--epochs", "6"][..], &schedule].concat());
+    let lrs: Vec<f64> = epochs.iter().map(|e| e["lr"].as_f64().unwrap()).collect();
+    // A warm-up epoch at a third of the rate, then halving every 2 epochs.
+    let want = [0.02 / 3.0, 0.02, 0.02, 0.01, 0.01, 0.005];
+    for (got, want) in lrs.iter().zip(want) {
+        assert!((got - want).abs() < 1e-6 * want, "{lrs:?}");
+    }
+    let record = &model::load(&full).unwrap().metadata["feedforward.training"];
+    assert!(
+        record.contains("\"Step\":{\"size\":2,\"gamma\":0.5}"),
+        "{record}"
+    );
+    let first = [
+        &[
+            "--out",
+            s(&part),
+            "--epochs",
+            "3",
+            "--checkpoint-every",
+            "3",
+        ][..],
+        &["--checkpoint", s(&ckpt)],
+        &schedule,
+    ]
+    .concat();
+    train(&first);
+    // The schedule comes from the checkpoint; the command line does not repeat it.
+    let rest = train(&["--out", s(&resumed), "--epochs", "6", "--resume", s(&ckpt)]);
+    let rest_lrs: Vec<f64> = rest.iter().map(|e| e["lr"].as_f64().unwrap()).collect();
+    assert_eq!(rest_lrs, lrs[3..]);
+    assert_eq!(
+        std::fs::read(&full).unwrap(),
+        std::fs::read(&resumed).unwrap()
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&full),
+            "--schedule",
+            "cosinus",
+        ],
+        &["unknown schedule \"cosinus\""],
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&full),
+            "--schedule",
+            "step:gamma=3",
+        ],
+        &["step needs a size of at least 1 and a gamma in (0, 1]"],
+    );
+}

@@ -37,6 +37,25 @@ pub struct TrainArgs {
     /// Learning rate [default: 0.001 for Adam and AdamW, 0.01 for SGD].
     #[arg(long)]
     pub(super) lr: Option<f32>,
+    /// Learning-rate schedule: NAME[:KEY=VALUE,...] with NAME one of constant,
+    /// step (size, gamma), multistep (milestones=A/B/C, gamma), exponential
+    /// (gamma), cosine (period, min_lr), cosine-restarts (period, mult, min_lr),
+    /// one-cycle (max_lr, total, pct_start, div_factor, final_div_factor),
+    /// plateau (factor, patience, threshold, cooldown, min_lr; on the
+    /// validation loss when there is one) or invscaling (power_t). As PyTorch's
+    /// schedulers; e.g. step:size=10,gamma=0.5.
+    #[arg(long, value_name = "SCHEDULE")]
+    pub(super) schedule: Option<String>,
+    /// What the schedule counts [default: epoch; step for one-cycle].
+    #[arg(long, value_enum)]
+    pub(super) schedule_every: Option<EveryArg>,
+    /// Linear warm-up over this many of the schedule's counts before it.
+    #[arg(long, default_value_t = 0, value_name = "COUNTS")]
+    pub(super) warmup: usize,
+    /// The linear scaling rule for large batches: the learning rate times
+    /// batch size / 256.
+    #[arg(long)]
+    pub(super) scale_lr: bool,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.0)]
     pub(super) momentum: f32,
@@ -157,6 +176,21 @@ impl LossArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum EveryArg {
+    Epoch,
+    Step,
+}
+
+impl EveryArg {
+    pub(super) fn every(self) -> feedforward::Every {
+        match self {
+            EveryArg::Epoch => feedforward::Every::Epoch,
+            EveryArg::Step => feedforward::Every::Step,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub(super) enum OptimizerArg {
     Sgd,
     Adam,
@@ -247,8 +281,17 @@ impl HiddenActivation {
     }
 }
 
-/// The optimizer the options describe.
+/// The optimizer the options describe; with `--scale-lr`, its rate × batch / 256.
 fn optimizer(args: &TrainArgs) -> Optimizer {
+    let mut optimizer = unscaled_optimizer(args);
+    if args.scale_lr {
+        let lr = optimizer.learning_rate() * args.batch_size as f32 / 256.0;
+        optimizer.set_learning_rate(lr);
+    }
+    optimizer
+}
+
+fn unscaled_optimizer(args: &TrainArgs) -> Optimizer {
     let weight_decay = args.weight_decay;
     match args.optimizer {
         OptimizerArg::Sgd => Optimizer::Sgd(SgdConfig {

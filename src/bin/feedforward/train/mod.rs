@@ -10,6 +10,7 @@
 mod args;
 mod record;
 mod report;
+mod schedule;
 
 use feedforward::io::Dataset;
 use feedforward::train::{Checkpoint, Checkpoints, EarlyStopping, History, Trainer, TrainingState};
@@ -76,6 +77,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .map(|v| validation_arrays(&v, &net, standardizer.as_ref()))
         .transpose()?;
     // Rows per chunk: as asked, else what the memory budget holds.
+    if settings.schedule.is_none() {
+        settings.schedule = schedule_of(args, &net, settings.batch_size, rows.rows())?;
+    }
     settings.micro_batch = match settings.micro_batch {
         Some(0) => return Err("--micro-batch must be at least 1".into()),
         Some(c) => Some(c),
@@ -97,6 +101,27 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         net.parameter_count()
     ));
     Ok(())
+}
+
+/// The schedule `--schedule` asks for, resolved for a run of `rows` rows in
+/// batches of `batch_size` up to `--epochs`.
+fn schedule_of(
+    args: &TrainArgs,
+    net: &Network,
+    batch_size: usize,
+    rows: usize,
+) -> Result<Option<feedforward::LrSchedule>> {
+    let Some(text) = &args.schedule else {
+        return Ok(None);
+    };
+    let batches = rows.div_ceil(batch_size.min(rows).max(1));
+    let counts = |every| match every {
+        feedforward::Every::Epoch => args.epochs,
+        feedforward::Every::Step => args.epochs * batches,
+    };
+    let every = args.schedule_every.map(args::EveryArg::every);
+    let lr = net.optimizer().learning_rate();
+    schedule::parse(text, every, args.warmup, counts, lr).map(Some)
 }
 
 /// The counts that must be at least 1.
@@ -238,6 +263,9 @@ impl Run<'_> {
             ..FitConfig::default()
         };
         let mut trainer = Trainer::new(config).resume(state).callback(self.report);
+        if let Some(schedule) = &settings.schedule {
+            trainer = trainer.schedule(schedule.clone());
+        }
         if let Some(patience) = settings.early_stopping {
             trainer = trainer.early_stopping(EarlyStopping::patience(patience));
         }

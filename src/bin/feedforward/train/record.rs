@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use feedforward::io::model::{self, SaveOptions};
 use feedforward::train::TrainingState;
-use feedforward::{Network, Standardizer};
+use feedforward::{LrSchedule, Network, Standardizer};
 use serde::{Deserialize, Serialize};
 
 use super::args::TrainArgs;
@@ -28,6 +28,9 @@ pub struct Settings {
     pub micro_batch: Option<usize>,
     #[serde(default)]
     pub ghost_batch_norm: bool,
+    /// The learning-rate schedule, its defaults resolved for this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<LrSchedule>,
 }
 
 impl Settings {
@@ -40,6 +43,7 @@ impl Settings {
             early_stopping: args.early_stopping,
             micro_batch: args.micro_batch,
             ghost_batch_norm: args.ghost_batch_norm,
+            schedule: None,
         }
     }
 
@@ -82,6 +86,8 @@ struct TrainingRecord {
     ghost_batch_norm: bool,
     /// The epoch of best weights stored beside a checkpoint's own; a model holds none.
     best_epoch: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<LrSchedule>,
 }
 
 /// Writes the trained model with its training record, atomically.
@@ -103,6 +109,7 @@ pub fn save_model(
         micro_batch: settings.micro_batch,
         ghost_batch_norm: settings.ghost_batch_norm,
         best_epoch: None,
+        schedule: settings.schedule.clone(),
     };
     let options = SaveOptions {
         standardizer,

@@ -16,6 +16,8 @@ pub struct Reporter {
     bar: Option<ProgressBar>,
     /// The last epoch of the run, for `epoch e/N`.
     epochs: usize,
+    /// Whether epoch lines show the learning rate (it changes: a schedule).
+    show_lr: bool,
     json: bool,
     quiet: bool,
     state: std::sync::Mutex<BarState>,
@@ -52,6 +54,7 @@ impl Reporter {
         Reporter {
             bar,
             epochs: args.epochs,
+            show_lr: args.schedule.is_some(),
             json: args.json,
             quiet,
             state: std::sync::Mutex::new(BarState {
@@ -122,6 +125,7 @@ impl Reporter {
                 "accuracy": e.accuracy.map(json_f32),
                 "val_loss": e.val_loss.map(json_f32),
                 "val_accuracy": e.val_accuracy.map(json_f32),
+                "lr": json_f32(e.learning_rate),
                 "samples_per_s": e.samples_per_sec,
                 "seconds": e.seconds,
             });
@@ -137,6 +141,9 @@ impl Reporter {
         }
         if let Some(a) = e.val_accuracy {
             line += &format!("  val_acc {a:.4}");
+        }
+        if self.show_lr {
+            line += &format!("  lr {:.3e}", e.learning_rate);
         }
         line += &format!("  {:.0} samples/s  {:.2} s", e.samples_per_sec, e.seconds);
         match &self.bar {
