@@ -29,7 +29,8 @@
 //!   [`Activation`].
 //! - [`Loss`]: the losses, fused with their output activation and computed from
 //!   logits; [`Targets`]: class indices or rows of values.
-//! - [`Optimizer`]: SGD (momentum, Nesterov), Adam, AdamW; weight decay; clipping.
+//! - [`Optimizer`]: SGD (momentum, Nesterov), Adam, AdamW, RMSprop, Adagrad;
+//!   weight decay; clipping; [`LrSchedule`]s (the [`optim::schedule`] module).
 //! - [`gemm`]: the one entry point for matrix products. Default build: the crate's
 //!   own packed SIMD kernel, compiled for AVX-512, AVX2 and SSE2 and chosen at run
 //!   time ([`gemm::isa`]); features `openblas`, `blis` (or `blas` with a
@@ -90,7 +91,10 @@ pub use init::Init;
 pub use layers::Layer;
 pub use loss::Loss;
 pub use network::{BatchNormMode, Evaluation, Network, NetworkBuilder, Snapshot};
-pub use optim::{AdamConfig, Every, LrSchedule, Optimizer, OptimizerState, Schedule, SgdConfig};
+pub use optim::{
+    AdagradConfig, AdamConfig, Every, LrSchedule, Optimizer, OptimizerState, RmsPropConfig,
+    Schedule, SgdConfig,
+};
 pub use standardize::Standardizer;
 pub use targets::{OwnedTargets, Targets};
 pub use threads::{set_threads, threads};

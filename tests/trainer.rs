@@ -359,3 +359,59 @@ fn scheduled_runs_resume_exactly() {
         assert_eq!(resumed.snapshot(), whole.snapshot(), "{schedule:?}");
     }
 }
+
+/// RMSprop (centred, with momentum) and Adagrad resume from a checkpoint to
+/// the bits of an uninterrupted run: all their state travels with it.
+#[test]
+fn new_optimizers_resume_exactly() {
+    let (x, y) = data::spiral(40, 3, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ckpt");
+    for optimizer in [
+        Optimizer::RmsProp(feedforward::RmsPropConfig {
+            lr: 0.005,
+            momentum: 0.5,
+            centered: true,
+            ..Default::default()
+        }),
+        Optimizer::Adagrad(feedforward::AdagradConfig {
+            lr: 0.05,
+            lr_decay: 0.01,
+            initial_accumulator: 0.1,
+            ..Default::default()
+        }),
+    ] {
+        let build = || {
+            Network::builder(2)
+                .dense(24, Identity)
+                .batch_norm(Relu)
+                .dense(3, Softmax)
+                .optimizer(optimizer)
+                .seed(3)
+                .build()
+                .unwrap()
+        };
+        let config = |epochs| FitConfig {
+            epochs,
+            batch_size: 16,
+            ..FitConfig::default()
+        };
+        let mut whole = build();
+        Trainer::new(config(8))
+            .fit(&mut whole, x.view(), (&y).into())
+            .unwrap();
+        let mut first = build();
+        Trainer::new(config(3))
+            .checkpoints(Checkpoints::every(3, &path))
+            .fit(&mut first, x.view(), (&y).into())
+            .unwrap();
+        let checkpoint = Checkpoint::load(&path).unwrap();
+        let mut resumed = checkpoint.model.network;
+        Trainer::new(config(8))
+            .resume(checkpoint.state)
+            .fit(&mut resumed, x.view(), (&y).into())
+            .unwrap();
+        assert_eq!(resumed.snapshot(), whole.snapshot(), "{optimizer:?}");
+        assert_ne!(whole.snapshot(), build().snapshot());
+    }
+}

@@ -146,6 +146,7 @@ impl Network {
         for (what, v) in [
             ("first moment", &state.first),
             ("second moment", &state.second),
+            ("third moment", &state.third),
         ] {
             if !v.is_empty() && v.len() != n {
                 return Err(Error::Shape {

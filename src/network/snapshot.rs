@@ -77,6 +77,7 @@ impl Network {
         s.optimizer.step = self.opt_state.step;
         s.optimizer.first.clone_from(&self.opt_state.first);
         s.optimizer.second.clone_from(&self.opt_state.second);
+        s.optimizer.third.clone_from(&self.opt_state.third);
     }
 
     /// The weights alone into `s`: parameters and batch-norm running statistics,
@@ -108,6 +109,7 @@ impl Network {
         self.opt_state.step = snapshot.optimizer.step;
         self.opt_state.first.clone_from(&snapshot.optimizer.first);
         self.opt_state.second.clone_from(&snapshot.optimizer.second);
+        self.opt_state.third.clone_from(&snapshot.optimizer.third);
         Ok(())
     }
 
@@ -161,6 +163,7 @@ impl Network {
         for (what, v) in [
             ("optimizer first moments", &snapshot.optimizer.first),
             ("optimizer second moments", &snapshot.optimizer.second),
+            ("optimizer third moments", &snapshot.optimizer.third),
         ] {
             if !v.is_empty() && v.len() != n {
                 return Err(shape(what, n, v.len()));

@@ -6,11 +6,15 @@
 //! Optional gradient-norm clipping scales every gradient by
 //! `min(1, max_norm / (‖g‖₂ + 1e-6))` inside that same pass.
 
+mod adagrad;
 mod adam;
+mod rmsprop;
 pub mod schedule;
 mod sgd;
 
+pub use adagrad::AdagradConfig;
 pub use adam::AdamConfig;
+pub use rmsprop::RmsPropConfig;
 pub use schedule::{Every, LrSchedule, PlateauState, Schedule};
 pub use sgd::SgdConfig;
 
@@ -39,6 +43,10 @@ pub enum Optimizer {
     Adam(AdamConfig),
     /// Adam with decoupled weight decay.
     AdamW(AdamConfig),
+    /// RMSprop (momentum, centred, L2 weight decay).
+    RmsProp(RmsPropConfig),
+    /// Adagrad (learning-rate decay, L2 weight decay).
+    Adagrad(AdagradConfig),
 }
 
 impl Default for Optimizer {
@@ -82,12 +90,30 @@ impl Optimizer {
         })
     }
 
-    /// The lower-case name: `sgd`, `adam` or `adamw`.
+    /// RMSprop with learning rate `lr` and PyTorch's other defaults.
+    pub fn rmsprop(lr: f32) -> Self {
+        Optimizer::RmsProp(RmsPropConfig {
+            lr,
+            ..RmsPropConfig::default()
+        })
+    }
+
+    /// Adagrad with learning rate `lr` and PyTorch's other defaults.
+    pub fn adagrad(lr: f32) -> Self {
+        Optimizer::Adagrad(AdagradConfig {
+            lr,
+            ..AdagradConfig::default()
+        })
+    }
+
+    /// The lower-case name: `sgd`, `adam`, `adamw`, `rmsprop` or `adagrad`.
     pub fn name(&self) -> &'static str {
         match self {
             Optimizer::Sgd(_) => "sgd",
             Optimizer::Adam(_) => "adam",
             Optimizer::AdamW(_) => "adamw",
+            Optimizer::RmsProp(_) => "rmsprop",
+            Optimizer::Adagrad(_) => "adagrad",
         }
     }
 
@@ -96,6 +122,8 @@ impl Optimizer {
         match self {
             Optimizer::Sgd(c) => c.lr,
             Optimizer::Adam(c) | Optimizer::AdamW(c) => c.lr,
+            Optimizer::RmsProp(c) => c.lr,
+            Optimizer::Adagrad(c) => c.lr,
         }
     }
 
@@ -104,6 +132,8 @@ impl Optimizer {
         match self {
             Optimizer::Sgd(c) => c.lr = lr,
             Optimizer::Adam(c) | Optimizer::AdamW(c) => c.lr = lr,
+            Optimizer::RmsProp(c) => c.lr = lr,
+            Optimizer::Adagrad(c) => c.lr = lr,
         }
     }
 
@@ -144,6 +174,33 @@ impl Optimizer {
                     return bad("weight decay (must be >= 0)", c.weight_decay);
                 }
             }
+            Optimizer::RmsProp(c) => {
+                for (what, v) in [("alpha", c.alpha), ("momentum", c.momentum)] {
+                    if !(0.0..1.0).contains(&v) {
+                        return bad(what, v);
+                    }
+                }
+                if !(c.eps.is_finite() && c.eps > 0.0) {
+                    return bad("eps (must be > 0)", c.eps);
+                }
+                if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
+                    return bad("weight decay (must be >= 0)", c.weight_decay);
+                }
+            }
+            Optimizer::Adagrad(c) => {
+                for (what, v) in [
+                    ("lr_decay (must be >= 0)", c.lr_decay),
+                    ("initial accumulator (must be >= 0)", c.initial_accumulator),
+                    ("weight decay (must be >= 0)", c.weight_decay),
+                ] {
+                    if !(v.is_finite() && v >= 0.0) {
+                        return bad(what, v);
+                    }
+                }
+                if !(c.eps.is_finite() && c.eps > 0.0) {
+                    return bad("eps (must be > 0)", c.eps);
+                }
+            }
         }
         Ok(())
     }
@@ -156,32 +213,47 @@ impl Optimizer {
 pub struct OptimizerState {
     /// Updates applied so far.
     pub step: u64,
-    /// SGD velocity, or Adam's first moment `m` (empty until needed).
+    /// SGD velocity, Adam's first moment `m`, or RMSprop's momentum buffer
+    /// (empty until needed).
     pub first: Vec<f32>,
-    /// Adam's second moment `v` (empty until needed).
+    /// Adam's second moment `v`, RMSprop's square average or Adagrad's sum of
+    /// squares (empty until needed).
     pub second: Vec<f32>,
+    /// RMSprop's gradient average (centred form; empty until needed).
+    pub third: Vec<f32>,
     /// Scratch for the gradient norm's partial sums.
     pub(crate) partials: Vec<f64>,
 }
 
 impl PartialEq for OptimizerState {
     fn eq(&self, other: &Self) -> bool {
-        (self.step, &self.first, &self.second) == (other.step, &other.first, &other.second)
+        (self.step, &self.first, &self.second, &self.third)
+            == (other.step, &other.first, &other.second, &other.third)
     }
 }
 
 impl OptimizerState {
     /// Sizes the state for `n` parameters (allocates only what `optimizer` uses).
     pub(crate) fn reserve(&mut self, optimizer: &Optimizer, n: usize) {
-        let (first, second) = match optimizer {
-            Optimizer::Sgd(c) => (c.momentum != 0.0, false),
-            _ => (true, true),
+        let (first, second, third) = match optimizer {
+            Optimizer::Sgd(c) => (c.momentum != 0.0, false, false),
+            Optimizer::Adam(_) | Optimizer::AdamW(_) => (true, true, false),
+            // All three, so that one pass zips them; unused ones stay 0.
+            Optimizer::RmsProp(_) => (true, true, true),
+            Optimizer::Adagrad(_) => (false, true, false),
         };
         if first && self.first.len() != n {
             self.first = vec![0.0; n];
         }
         if second && self.second.len() != n {
-            self.second = vec![0.0; n];
+            let start = match optimizer {
+                Optimizer::Adagrad(c) => c.initial_accumulator,
+                _ => 0.0,
+            };
+            self.second = vec![start; n];
+        }
+        if third && self.third.len() != n {
+            self.third = vec![0.0; n];
         }
         self.partials.resize(n.div_ceil(reduce::SQUARES_CHUNK), 0.0);
     }
@@ -252,6 +324,34 @@ pub(crate) fn step(
                     });
             } else {
                 adam::update(c, decoupled, t, params, grads, m, v, grad_scale);
+            }
+        }
+        Optimizer::RmsProp(c) => {
+            let (b, s, a) = (&mut state.first, &mut state.second, &mut state.third);
+            if parallel {
+                params
+                    .par_chunks_mut(CHUNK)
+                    .zip(grads.par_chunks(CHUNK))
+                    .zip(s.par_chunks_mut(CHUNK))
+                    .zip(b.par_chunks_mut(CHUNK))
+                    .zip(a.par_chunks_mut(CHUNK))
+                    .for_each(|((((p, g), s), b), a)| {
+                        rmsprop::update(c, p, g, s, b, a, grad_scale)
+                    });
+            } else {
+                rmsprop::update(c, params, grads, s, b, a, grad_scale);
+            }
+        }
+        Optimizer::Adagrad(c) => {
+            let s = &mut state.second;
+            if parallel {
+                params
+                    .par_chunks_mut(CHUNK)
+                    .zip(grads.par_chunks(CHUNK))
+                    .zip(s.par_chunks_mut(CHUNK))
+                    .for_each(|((p, g), s)| adagrad::update(c, t, p, g, s, grad_scale));
+            } else {
+                adagrad::update(c, t, params, grads, s, grad_scale);
             }
         }
     }

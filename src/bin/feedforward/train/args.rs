@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use feedforward::{Activation, AdamConfig, Loss, Network, Optimizer, SgdConfig};
+use feedforward::{
+    Activation, AdagradConfig, AdamConfig, Loss, Network, Optimizer, RmsPropConfig, SgdConfig,
+};
 
 use crate::Result;
 use crate::dataset::DataArgs;
@@ -34,7 +36,8 @@ pub struct TrainArgs {
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub(super) optimizer: OptimizerArg,
-    /// Learning rate [default: 0.001 for Adam and AdamW, 0.01 for SGD].
+    /// Learning rate [default: 0.001 for Adam and AdamW, 0.01 for SGD, RMSprop
+    /// and Adagrad].
     #[arg(long)]
     pub(super) lr: Option<f32>,
     /// Learning-rate schedule: NAME[:KEY=VALUE,...] with NAME one of constant,
@@ -56,9 +59,12 @@ pub struct TrainArgs {
     /// batch size / 256.
     #[arg(long)]
     pub(super) scale_lr: bool,
-    /// SGD momentum.
+    /// SGD or RMSprop momentum.
     #[arg(long, default_value_t = 0.0)]
     pub(super) momentum: f32,
+    /// RMSprop: normalise by the variance estimate (centred RMSprop).
+    #[arg(long)]
+    pub(super) centered: bool,
     /// SGD: Nesterov momentum.
     #[arg(long)]
     pub(super) nesterov: bool,
@@ -195,6 +201,8 @@ pub(super) enum OptimizerArg {
     Sgd,
     Adam,
     Adamw,
+    Rmsprop,
+    Adagrad,
 }
 
 /// The network the options describe for `data`; `classes` is the number of
@@ -309,6 +317,18 @@ fn unscaled_optimizer(args: &TrainArgs) -> Optimizer {
             lr: args.lr.unwrap_or(1e-3),
             weight_decay,
             ..AdamConfig::default()
+        }),
+        OptimizerArg::Rmsprop => Optimizer::RmsProp(RmsPropConfig {
+            lr: args.lr.unwrap_or(0.01),
+            momentum: args.momentum,
+            centered: args.centered,
+            weight_decay,
+            ..RmsPropConfig::default()
+        }),
+        OptimizerArg::Adagrad => Optimizer::Adagrad(AdagradConfig {
+            lr: args.lr.unwrap_or(0.01),
+            weight_decay,
+            ..AdagradConfig::default()
         }),
     }
 }

@@ -1,13 +1,15 @@
-"""Regenerates tests/data/schedules.json: learning-rate schedules run by PyTorch.
+"""Regenerates tests/data/optim_reference.json: optimizers and learning-rate
+schedules run by PyTorch.
 
-Usage: PEER_PYTHON tests/data/make_schedules.py   (the peers' environment:
+Usage: PEER_PYTHON tests/data/make_optim_reference.py   (the peers' environment:
 ../shared/peers/install.sh)
 
 A small network (4 -> 6 tanh -> 3 softmax, cross-entropy) trains for 40 steps
 on 8 fixed batches of 16 rows, cycled, with each schedule of
-torch.optim.lr_scheduler; an "epoch" is 4 steps. For every case the file holds
+torch.optim.lr_scheduler (SGD with momentum 0.9, or Adam) and with RMSprop and
+Adagrad at a constant rate; an "epoch" is 4 steps. For every case the file holds
 the rate of each step (read from the optimizer before the step) and the final
-parameters, so that `tests/schedules.rs` replays the same steps with the
+parameters, so that `tests/optim_reference.rs` replays the same steps with the
 crate's schedules and compares both, without Python.
 """
 import json
@@ -37,11 +39,15 @@ def run(case):
         l0.weight.copy_(torch.from_numpy(w0.T)); l0.bias.copy_(torch.from_numpy(b0))
         l1.weight.copy_(torch.from_numpy(w1.T)); l1.bias.copy_(torch.from_numpy(b1))
     model = torch.nn.Sequential(l0, torch.nn.Tanh(), l1)
-    kind, lr = case["optimizer"], case["lr"]
+    kind, lr, extra = case["optimizer"], case["lr"], case.get("args", {})
     if kind == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    else:
+    elif kind == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr)
+    elif kind == "rmsprop":
+        opt = torch.optim.RMSprop(model.parameters(), lr=lr, **extra)
+    else:
+        opt = torch.optim.Adagrad(model.parameters(), lr=lr, **extra)
     sched = case["make"](opt)
     per_step = case["every"] == "Step"
     lrs, epoch_losses = [], []
@@ -70,6 +76,7 @@ def run(case):
         "every": case["every"],
         "warmup": case.get("warmup", 0),
         "optimizer": kind,
+        "args": extra,
         "lr": lr,
         "lrs": lrs,
         "final": {
@@ -118,6 +125,17 @@ CASES = [
     {"name": "invscaling", "optimizer": "sgd", "lr": 0.5, "every": "Epoch",
      "schedule": {"InvScaling": {"power_t": 0.25}},
      "make": lambda o: S.LambdaLR(o, lambda e: 1.0 / math.pow(e * PER_EPOCH * ROWS + 1, 0.25))},
+    # Optimizers at a constant rate.
+    {"name": "rmsprop", "optimizer": "rmsprop", "lr": 0.01, "every": "Epoch",
+     "schedule": "Constant", "make": lambda o: S.LambdaLR(o, lambda e: 1.0)},
+    {"name": "rmsprop-centered-momentum", "optimizer": "rmsprop", "lr": 0.005, "every": "Epoch",
+     "args": {"alpha": 0.9, "eps": 1e-6, "momentum": 0.8, "centered": True, "weight_decay": 0.01},
+     "schedule": "Constant", "make": lambda o: S.LambdaLR(o, lambda e: 1.0)},
+    {"name": "adagrad", "optimizer": "adagrad", "lr": 0.1, "every": "Epoch",
+     "schedule": "Constant", "make": lambda o: S.LambdaLR(o, lambda e: 1.0)},
+    {"name": "adagrad-decay", "optimizer": "adagrad", "lr": 0.2, "every": "Epoch",
+     "args": {"lr_decay": 0.05, "eps": 1e-8, "initial_accumulator_value": 0.1, "weight_decay": 0.01},
+     "schedule": "Constant", "make": lambda o: S.LambdaLR(o, lambda e: 1.0)},
 ]
 
 out = {
@@ -127,7 +145,7 @@ out = {
     "torch": torch.__version__,
     "cases": [run(c) for c in CASES],
 }
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schedules.json")
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "optim_reference.json")
 with open(path, "w") as f:
     json.dump(out, f)
 print("wrote", path, [(c["name"], len(set(c["lrs"]))) for c in out["cases"]])
