@@ -29,7 +29,7 @@
 //!   [`Activation`].
 //! - [`Loss`]: the losses, fused with their output activation and computed from
 //!   logits; [`Targets`]: class indices or rows of values.
-//! - [`Optimizer`]: SGD (momentum, Nesterov), Adam, AdamW, RMSprop, Adagrad;
+//! - [`Optimizer`]: SGD (momentum, Nesterov), Adam, AdamW, RMSprop, Adagrad, LARS, LAMB;
 //!   weight decay; clipping; [`LrSchedule`]s (the [`optim::schedule`] module).
 //! - [`gemm`]: the one entry point for matrix products. Default build: the crate's
 //!   own packed SIMD kernel, compiled for AVX-512, AVX2 and SSE2 and chosen at run
@@ -92,8 +92,8 @@ pub use layers::Layer;
 pub use loss::Loss;
 pub use network::{BatchNormMode, Evaluation, Network, NetworkBuilder, Snapshot};
 pub use optim::{
-    AdagradConfig, AdamConfig, Every, LrSchedule, Optimizer, OptimizerState, RmsPropConfig,
-    Schedule, SgdConfig,
+    AdagradConfig, AdamConfig, Every, LambConfig, LarsConfig, LrSchedule, Optimizer,
+    OptimizerState, RmsPropConfig, Schedule, SgdConfig,
 };
 pub use standardize::Standardizer;
 pub use targets::{OwnedTargets, Targets};

@@ -87,3 +87,42 @@ fn micro_batched_training_is_identical_for_one_and_two_threads() {
         bits(&train_chunked(2, Some(100)))
     );
 }
+
+/// Every optimizer, the layer-wise ones included (their per-layer norms are
+/// fixed-order reductions), gives the same bits on 1 and 2 threads, on layers
+/// large enough (64 × 256 weights) for the parallel paths.
+#[test]
+fn every_optimizer_is_bit_identical_across_thread_counts() {
+    let optimizers = [
+        Optimizer::lars(0.5),
+        Optimizer::lamb(1e-3),
+        Optimizer::rmsprop(1e-3),
+        Optimizer::adagrad(1e-2),
+        Optimizer::sgd_momentum(0.05, 0.9),
+    ];
+    for optimizer in optimizers {
+        let run = |threads| {
+            with_threads(threads, || {
+                let (x, y) = data::blobs(64, 10, 64, 3);
+                let mut net = Network::builder(64)
+                    .dense(256, Relu)
+                    .batch_norm(Tanh)
+                    .dense(10, Softmax)
+                    .optimizer(optimizer)
+                    .seed(5)
+                    .build()
+                    .unwrap();
+                let cfg = FitConfig {
+                    epochs: 2,
+                    batch_size: 128,
+                    ..Default::default()
+                };
+                net.fit(x.view(), (&y).into(), &cfg).unwrap();
+                net.snapshot()
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2), "{optimizer:?}");
+        assert!(one.parameters().iter().all(|v| v.is_finite()));
+    }
+}

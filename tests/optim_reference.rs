@@ -1,13 +1,14 @@
 //! Optimizers and learning-rate schedules against PyTorch's `torch.optim` and
-//! `torch.optim.lr_scheduler`: the same 40 steps from the same start and
+//! `torch.optim.lr_scheduler` (LARS and LAMB against numpy transcriptions of
+//! their papers, on PyTorch's gradients): the same 40 steps from the same start and
 //! batches (`tests/data/optim_reference.json`, made by
 //! `tests/data/make_optim_reference.py`) give the same rate at every step and
 //! the same final parameters, within 1e-5 relative.
 
 use feedforward::optim::PlateauState;
 use feedforward::{
-    Activation::*, AdagradConfig, Every, LrSchedule, Network, Optimizer, RmsPropConfig, Schedule,
-    SgdConfig,
+    Activation::*, AdagradConfig, Every, LambConfig, LarsConfig, LrSchedule, Network, Optimizer,
+    RmsPropConfig, Schedule, SgdConfig,
 };
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde_json::Value;
@@ -69,6 +70,19 @@ fn optimizer(kind: &str, lr: f32, args: &Value) -> Optimizer {
             initial_accumulator: arg("initial_accumulator_value", 0.0),
             weight_decay: arg("weight_decay", 0.0),
         }),
+        "lars" => Optimizer::Lars(LarsConfig {
+            lr,
+            momentum: arg("momentum", 0.9),
+            weight_decay: arg("weight_decay", 0.0),
+            trust: arg("trust", 0.001),
+        }),
+        "lamb" => Optimizer::Lamb(LambConfig {
+            lr,
+            beta1: arg("beta1", 0.9),
+            beta2: arg("beta2", 0.999),
+            eps: arg("eps", 1e-6),
+            weight_decay: arg("weight_decay", 0.0),
+        }),
         other => panic!("unknown optimizer {other}"),
     }
 }
@@ -97,7 +111,7 @@ fn optimizers_and_schedules_match_pytorch_step_by_step() {
         .collect();
     let init = &data["init"];
     let cases = data["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 14);
+    assert_eq!(cases.len(), 16);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let lr = case["lr"].as_f64().unwrap() as f32;

@@ -28,7 +28,8 @@ use crate::error::{Error, Result};
 use crate::layers::Layer;
 use crate::network::Network;
 use crate::optim::{
-    AdagradConfig, AdamConfig, Optimizer, OptimizerState, RmsPropConfig, SgdConfig,
+    AdagradConfig, AdamConfig, LambConfig, LarsConfig, Optimizer, OptimizerState, RmsPropConfig,
+    SgdConfig,
 };
 use crate::standardize::Standardizer;
 use crate::{Activation, Loss};
@@ -125,6 +126,9 @@ struct OptimizerDesc {
     /// Adagrad's initial accumulator value (written only for Adagrad).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     initial_accumulator: Option<f32>,
+    /// LARS's trust coefficient (written only for LARS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trust: Option<f32>,
 }
 
 /// Writes `network` to `path` atomically (see the module docs for the layout).
@@ -525,6 +529,7 @@ fn describe_optimizer(optimizer: &Optimizer, step: u64) -> OptimizerDesc {
         centered: None,
         lr_decay: None,
         initial_accumulator: None,
+        trust: None,
     };
     match optimizer {
         Optimizer::Sgd(c) => {
@@ -550,6 +555,17 @@ fn describe_optimizer(optimizer: &Optimizer, step: u64) -> OptimizerDesc {
             d.weight_decay = c.weight_decay;
             d.lr_decay = Some(c.lr_decay);
             d.initial_accumulator = Some(c.initial_accumulator);
+        }
+        Optimizer::Lars(c) => {
+            d.momentum = c.momentum;
+            d.weight_decay = c.weight_decay;
+            d.trust = Some(c.trust);
+        }
+        Optimizer::Lamb(c) => {
+            d.beta1 = c.beta1;
+            d.beta2 = c.beta2;
+            d.eps = c.eps;
+            d.weight_decay = c.weight_decay;
         }
     }
     d
@@ -578,6 +594,19 @@ fn parse_optimizer(d: &OptimizerDesc) -> std::result::Result<Optimizer, String> 
             eps: d.eps,
             momentum: d.momentum,
             centered: d.centered.unwrap_or(false),
+            weight_decay: d.weight_decay,
+        }),
+        "lars" => Optimizer::Lars(LarsConfig {
+            lr: d.lr,
+            momentum: d.momentum,
+            weight_decay: d.weight_decay,
+            trust: d.trust.unwrap_or(0.001),
+        }),
+        "lamb" => Optimizer::Lamb(LambConfig {
+            lr: d.lr,
+            beta1: d.beta1,
+            beta2: d.beta2,
+            eps: d.eps,
             weight_decay: d.weight_decay,
         }),
         "adagrad" => Optimizer::Adagrad(AdagradConfig {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{BatchNorm, Dense, Layer};
 use crate::loss::Loss;
-use crate::optim::{Optimizer, OptimizerState};
+use crate::optim::{Optimizer, OptimizerState, Segment};
 
 /// A layer as the builder records it, before offsets are assigned.
 #[derive(Debug, Clone, Copy)]
@@ -150,6 +150,7 @@ impl NetworkBuilder {
         let n = params.len();
         Ok(Network {
             inputs: self.inputs,
+            segments: segments(&layers),
             layers,
             loss,
             grads: vec![0.0; n],
@@ -162,6 +163,37 @@ impl NetworkBuilder {
             scratch: InferenceScratch::default(),
         })
     }
+}
+
+/// The layer-wise runs of the parameters: each dense layer's weights
+/// (adapted by LARS and LAMB) and bias, each batch-norm layer's γ and β.
+fn segments(layers: &[Layer]) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for layer in layers {
+        match layer {
+            Layer::Dense(d) => {
+                let w = d.inputs * d.outputs;
+                out.push(Segment {
+                    start: d.offset,
+                    len: w,
+                    adapt: true,
+                });
+                out.push(Segment {
+                    start: d.offset + w,
+                    len: d.outputs,
+                    adapt: false,
+                });
+            }
+            Layer::BatchNorm(b) => {
+                out.push(Segment {
+                    start: b.offset,
+                    len: 2 * b.width,
+                    adapt: false,
+                });
+            }
+        }
+    }
+    out
 }
 
 impl Network {

@@ -71,6 +71,8 @@ pub struct Network {
     seed: u64,
     ws: Workspace,
     scratch: InferenceScratch,
+    /// The parameters' layer-wise runs, for LARS and LAMB.
+    segments: Vec<crate::optim::Segment>,
 }
 
 impl Network {

@@ -132,9 +132,9 @@ impl Network {
         optim::step(
             &self.optimizer,
             &mut self.opt_state,
-            &mut self.params,
-            &self.grads,
+            (&mut self.params, &self.grads),
             self.clip_grad_norm,
+            &self.segments,
         );
         self.ws.phase = Phase::Idle;
         Ok(())

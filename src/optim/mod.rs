@@ -8,12 +8,16 @@
 
 mod adagrad;
 mod adam;
+mod lamb;
+mod lars;
 mod rmsprop;
 pub mod schedule;
 mod sgd;
 
 pub use adagrad::AdagradConfig;
 pub use adam::AdamConfig;
+pub use lamb::LambConfig;
+pub use lars::LarsConfig;
 pub use rmsprop::RmsPropConfig;
 pub use schedule::{Every, LrSchedule, PlateauState, Schedule};
 pub use sgd::SgdConfig;
@@ -47,6 +51,23 @@ pub enum Optimizer {
     RmsProp(RmsPropConfig),
     /// Adagrad (learning-rate decay, L2 weight decay).
     Adagrad(AdagradConfig),
+    /// LARS: momentum SGD with a layer-wise trust ratio, for large batches.
+    Lars(LarsConfig),
+    /// LAMB: Adam with a layer-wise trust ratio, for large batches.
+    Lamb(LambConfig),
+}
+
+/// A run of the flat parameters that a layer-wise optimizer treats as one
+/// layer: a dense layer's weights (adapted), its bias, or a batch-norm
+/// layer's γ and β (neither adapted nor decayed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    /// First parameter.
+    pub start: usize,
+    /// Parameters in it.
+    pub len: usize,
+    /// Whether the trust ratio and weight decay apply.
+    pub adapt: bool,
 }
 
 impl Default for Optimizer {
@@ -106,7 +127,24 @@ impl Optimizer {
         })
     }
 
-    /// The lower-case name: `sgd`, `adam`, `adamw`, `rmsprop` or `adagrad`.
+    /// LARS with global rate `lr` and the paper's other settings.
+    pub fn lars(lr: f32) -> Self {
+        Optimizer::Lars(LarsConfig {
+            lr,
+            ..LarsConfig::default()
+        })
+    }
+
+    /// LAMB with rate `lr` and the reference implementations' other settings.
+    pub fn lamb(lr: f32) -> Self {
+        Optimizer::Lamb(LambConfig {
+            lr,
+            ..LambConfig::default()
+        })
+    }
+
+    /// The lower-case name: `sgd`, `adam`, `adamw`, `rmsprop`, `adagrad`,
+    /// `lars` or `lamb`.
     pub fn name(&self) -> &'static str {
         match self {
             Optimizer::Sgd(_) => "sgd",
@@ -114,6 +152,8 @@ impl Optimizer {
             Optimizer::AdamW(_) => "adamw",
             Optimizer::RmsProp(_) => "rmsprop",
             Optimizer::Adagrad(_) => "adagrad",
+            Optimizer::Lars(_) => "lars",
+            Optimizer::Lamb(_) => "lamb",
         }
     }
 
@@ -124,6 +164,8 @@ impl Optimizer {
             Optimizer::Adam(c) | Optimizer::AdamW(c) => c.lr,
             Optimizer::RmsProp(c) => c.lr,
             Optimizer::Adagrad(c) => c.lr,
+            Optimizer::Lars(c) => c.lr,
+            Optimizer::Lamb(c) => c.lr,
         }
     }
 
@@ -134,6 +176,8 @@ impl Optimizer {
             Optimizer::Adam(c) | Optimizer::AdamW(c) => c.lr = lr,
             Optimizer::RmsProp(c) => c.lr = lr,
             Optimizer::Adagrad(c) => c.lr = lr,
+            Optimizer::Lars(c) => c.lr = lr,
+            Optimizer::Lamb(c) => c.lr = lr,
         }
     }
 
@@ -201,6 +245,32 @@ impl Optimizer {
                     return bad("eps (must be > 0)", c.eps);
                 }
             }
+            Optimizer::Lars(c) => {
+                if !(0.0..1.0).contains(&c.momentum) {
+                    return bad("momentum (must be in [0, 1))", c.momentum);
+                }
+                for (what, v) in [
+                    ("weight decay (must be >= 0)", c.weight_decay),
+                    ("trust coefficient (must be >= 0)", c.trust),
+                ] {
+                    if !(v.is_finite() && v >= 0.0) {
+                        return bad(what, v);
+                    }
+                }
+            }
+            Optimizer::Lamb(c) => {
+                for (what, v) in [("beta1", c.beta1), ("beta2", c.beta2)] {
+                    if !(0.0..1.0).contains(&v) {
+                        return bad(what, v);
+                    }
+                }
+                if !(c.eps.is_finite() && c.eps > 0.0) {
+                    return bad("eps (must be > 0)", c.eps);
+                }
+                if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
+                    return bad("weight decay (must be >= 0)", c.weight_decay);
+                }
+            }
         }
         Ok(())
     }
@@ -241,6 +311,8 @@ impl OptimizerState {
             // All three, so that one pass zips them; unused ones stay 0.
             Optimizer::RmsProp(_) => (true, true, true),
             Optimizer::Adagrad(_) => (false, true, false),
+            Optimizer::Lars(_) => (true, false, false),
+            Optimizer::Lamb(_) => (true, true, false),
         };
         if first && self.first.len() != n {
             self.first = vec![0.0; n];
@@ -270,9 +342,9 @@ impl OptimizerState {
 pub(crate) fn step(
     optimizer: &Optimizer,
     state: &mut OptimizerState,
-    params: &mut [f32],
-    grads: &[f32],
+    (params, grads): (&mut [f32], &[f32]),
     clip: Option<f32>,
+    segments: &[Segment],
 ) {
     state.reserve(optimizer, params.len());
     let grad_scale = match clip {
@@ -340,6 +412,39 @@ pub(crate) fn step(
                     });
             } else {
                 rmsprop::update(c, params, grads, s, b, a, grad_scale);
+            }
+        }
+        Optimizer::Lars(c) => {
+            for seg in segments {
+                let range = seg.start..seg.start + seg.len;
+                let partials = &mut state.partials;
+                let w_norm = reduce::sum_of_squares(&params[range.clone()], partials).sqrt();
+                let g_norm = reduce::sum_of_squares(&grads[range.clone()], partials).sqrt();
+                let (p, g, v) = (
+                    &mut params[range.clone()],
+                    &grads[range.clone()],
+                    &mut state.first[range],
+                );
+                lars::update(c, seg.adapt, (w_norm, g_norm), p, g, v, grad_scale);
+            }
+        }
+        Optimizer::Lamb(c) => {
+            for seg in segments {
+                let range = seg.start..seg.start + seg.len;
+                let partials = &mut state.partials;
+                let w_norm = reduce::sum_of_squares(&params[range.clone()], partials).sqrt();
+                let (p, g) = (&mut params[range.clone()], &grads[range.clone()]);
+                let (m, v) = (&mut state.first[range.clone()], &mut state.second[range]);
+                lamb::update(
+                    c,
+                    seg.adapt,
+                    t,
+                    w_norm,
+                    (p, g),
+                    (m, v),
+                    grad_scale,
+                    partials,
+                );
             }
         }
         Optimizer::Adagrad(c) => {

@@ -46,11 +46,16 @@ def run(case):
         opt = torch.optim.Adam(model.parameters(), lr=lr)
     elif kind == "rmsprop":
         opt = torch.optim.RMSprop(model.parameters(), lr=lr, **extra)
-    else:
+    elif kind == "adagrad":
         opt = torch.optim.Adagrad(model.parameters(), lr=lr, **extra)
+    else:
+        # LARS and LAMB: numpy transcriptions of the papers' algorithms below;
+        # torch only computes the gradients (a plain SGD holds the rate for
+        # the scheduler and applies nothing).
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
     sched = case["make"](opt)
     per_step = case["every"] == "Step"
-    lrs, epoch_losses = [], []
+    lrs, epoch_losses, state = [], [], {}
     for s in range(STEPS):
         k = s % BATCHES
         lrs.append(opt.param_groups[0]["lr"])
@@ -59,7 +64,10 @@ def run(case):
         epoch_losses.append(loss.item())
         opt.zero_grad()
         loss.backward()
-        opt.step()
+        if kind in ("lars", "lamb"):
+            numpy_step(kind, model, opt.param_groups[0]["lr"], extra, s + 1, state)
+        else:
+            opt.step()
         if per_step:
             sched.step()
         elif (s + 1) % PER_EPOCH == 0:
@@ -84,6 +92,40 @@ def run(case):
             "w1": params[2].T.ravel().tolist(), "b1": params[3].tolist(),
         },
     }
+
+
+def numpy_step(kind, model, lr, args, t, state):
+    """One step of LARS (You, Gitman & Ginsburg 2017, Algorithm 1) or LAMB
+    (You et al. 2019, Algorithm 2 with bias correction), in numpy: weights are
+    adapted layer by layer, biases take the plain update (ratio 1, no decay)."""
+    for i, p in enumerate(model.parameters()):
+        w = p.detach().numpy().astype(np.float32)
+        g = p.grad.detach().numpy().astype(np.float32)
+        adapt = p.dim() == 2
+        wd = np.float32(args.get("weight_decay", 0.0) if adapt else 0.0)
+        w_norm = np.linalg.norm(w.astype(np.float64))
+        if kind == "lars":
+            mu, eta = np.float32(args.get("momentum", 0.9)), args.get("trust", 0.001)
+            g_norm = np.linalg.norm(g.astype(np.float64))
+            trust = eta * w_norm / (g_norm + float(wd) * w_norm) if adapt and w_norm > 0 and g_norm > 0 else 1.0
+            v = state.get(i, np.zeros_like(w))
+            v = mu * v + np.float32(lr * trust) * (g + wd * w)
+            state[i] = v
+            w = w - v
+        else:
+            b1, b2 = np.float32(args.get("beta1", 0.9)), np.float32(args.get("beta2", 0.999))
+            eps = np.float32(args.get("eps", 1e-6))
+            m, v = state.get(("m", i), np.zeros_like(w)), state.get(("v", i), np.zeros_like(w))
+            m = b1 * m + (np.float32(1) - b1) * g
+            v = b2 * v + (np.float32(1) - b2) * g * g
+            state[("m", i)], state[("v", i)] = m, v
+            bc1, bc2 = np.float32(1 - float(b1) ** t), np.float32(1 - float(b2) ** t)
+            r = (m / bc1) / (np.sqrt(v / bc2) + eps) + wd * w
+            r_norm = np.linalg.norm(r.astype(np.float64))
+            trust = w_norm / r_norm if adapt and w_norm > 0 and r_norm > 0 else 1.0
+            w = w - np.float32(lr * trust) * r
+        with torch.no_grad():
+            p.copy_(torch.from_numpy(w.astype(np.float32)))
 
 
 def warm_then(opt, w, second):
@@ -136,6 +178,15 @@ CASES = [
     {"name": "adagrad-decay", "optimizer": "adagrad", "lr": 0.2, "every": "Epoch",
      "args": {"lr_decay": 0.05, "eps": 1e-8, "initial_accumulator_value": 0.1, "weight_decay": 0.01},
      "schedule": "Constant", "make": lambda o: S.LambdaLR(o, lambda e: 1.0)},
+    # LARS and LAMB, from numpy transcriptions of the papers, with warm-up.
+    {"name": "lars", "optimizer": "lars", "lr": 0.5, "every": "Step", "warmup": 5,
+     "args": {"momentum": 0.9, "weight_decay": 0.0005, "trust": 0.02},
+     "schedule": "Constant",
+     "make": lambda o: warm_then(o, 5, lambda p: S.LambdaLR(p, lambda e: 1.0))},
+    {"name": "lamb", "optimizer": "lamb", "lr": 0.02, "every": "Step", "warmup": 5,
+     "args": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-6, "weight_decay": 0.01},
+     "schedule": "Constant",
+     "make": lambda o: warm_then(o, 5, lambda p: S.LambdaLR(p, lambda e: 1.0))},
 ]
 
 out = {

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use feedforward::{
-    Activation, AdagradConfig, AdamConfig, Loss, Network, Optimizer, RmsPropConfig, SgdConfig,
+    Activation, AdagradConfig, AdamConfig, LambConfig, LarsConfig, Loss, Network, Optimizer,
+    RmsPropConfig, SgdConfig,
 };
 
 use crate::Result;
@@ -36,8 +37,8 @@ pub struct TrainArgs {
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub(super) optimizer: OptimizerArg,
-    /// Learning rate [default: 0.001 for Adam and AdamW, 0.01 for SGD, RMSprop
-    /// and Adagrad].
+    /// Learning rate [default: 0.001 for Adam, AdamW and LAMB, 0.01 for SGD,
+    /// RMSprop and Adagrad, 0.1 for LARS].
     #[arg(long)]
     pub(super) lr: Option<f32>,
     /// Learning-rate schedule: NAME[:KEY=VALUE,...] with NAME one of constant,
@@ -59,7 +60,7 @@ pub struct TrainArgs {
     /// batch size / 256.
     #[arg(long)]
     pub(super) scale_lr: bool,
-    /// SGD or RMSprop momentum.
+    /// SGD, RMSprop or LARS momentum [LARS: 0.9 when not given].
     #[arg(long, default_value_t = 0.0)]
     pub(super) momentum: f32,
     /// RMSprop: normalise by the variance estimate (centred RMSprop).
@@ -203,6 +204,8 @@ pub(super) enum OptimizerArg {
     Adamw,
     Rmsprop,
     Adagrad,
+    Lars,
+    Lamb,
 }
 
 /// The network the options describe for `data`; `classes` is the number of
@@ -329,6 +332,21 @@ fn unscaled_optimizer(args: &TrainArgs) -> Optimizer {
             lr: args.lr.unwrap_or(0.01),
             weight_decay,
             ..AdagradConfig::default()
+        }),
+        OptimizerArg::Lars => Optimizer::Lars(LarsConfig {
+            lr: args.lr.unwrap_or(0.1),
+            momentum: if args.momentum > 0.0 {
+                args.momentum
+            } else {
+                0.9
+            },
+            weight_decay,
+            ..LarsConfig::default()
+        }),
+        OptimizerArg::Lamb => Optimizer::Lamb(LambConfig {
+            lr: args.lr.unwrap_or(1e-3),
+            weight_decay,
+            ..LambConfig::default()
         }),
     }
 }
