@@ -90,7 +90,7 @@ pub use error::{Error, Result};
 pub use init::Init;
 pub use layers::Layer;
 pub use loss::Loss;
-pub use network::{BatchNormMode, Evaluation, Network, NetworkBuilder, Snapshot};
+pub use network::{BatchNormMode, Evaluation, Network, NetworkBuilder, Penalty, Snapshot};
 pub use optim::{
     AdagradConfig, AdamConfig, Every, LambConfig, LarsConfig, LrSchedule, Optimizer,
     OptimizerState, RmsPropConfig, Schedule, SgdConfig,

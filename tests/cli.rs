@@ -1200,3 +1200,38 @@ fn schedules_from_the_command_line() {
         &["step needs a size of at least 1 and a gamma in (0, 1]"],
     );
 }
+
+/// `--l1` and `--l2` put a penalty on the weights: reported per epoch apart
+/// from the loss, and stored with the model.
+#[test]
+fn penalties_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    let out = dir.path().join("m.safetensors");
+    succeeds(&["data", "spiral", "--points", "30", "--out", s(&data)]);
+    let epochs = json_lines(&succeeds(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--epochs",
+        "2",
+        "--l1",
+        "0.001",
+        "--l2",
+        "0.01",
+        "--json",
+    ]));
+    assert!(
+        epochs.iter().all(|e| e["penalty"].as_f64().unwrap() > 0.0),
+        "{epochs:?}"
+    );
+    let m = model::load(&out).unwrap();
+    let p = m.network.penalty_weights();
+    assert_eq!((p.l1, p.l2), (0.001, 0.01));
+    fails_with(
+        &["train", "--data", s(&data), "--out", s(&out), "--l2=-1"],
+        &["penalties must be >= 0"],
+    );
+}

@@ -373,3 +373,89 @@ fn gradients_of_a_network_large_enough_for_the_parallel_kernels() {
         check_parameters(net, &x, Targets::Classes(labels.view()), &which, 3e-5);
     });
 }
+
+/// With L1 and L2 penalties, the gradients are those of the data loss plus
+/// `l1 Σ|w| + l2 Σ w²` over the weights (finite differences of the sum), and
+/// biases and batch norm's γ, β get none of it.
+#[test]
+fn penalty_gradients() {
+    let x = uniform(10, 4, 31);
+    let labels = class_targets(10, 3);
+    let penalty = feedforward::Penalty { l1: 0.01, l2: 0.05 };
+    let build = |penalty| {
+        Network::builder(4)
+            .dense(6, Tanh)
+            .batch_norm(Sigmoid)
+            .dense(3, Softmax)
+            .penalty(penalty)
+            .seed(8)
+            .build()
+            .unwrap()
+    };
+    let mut net = build(penalty);
+    net.forward(x.view()).unwrap();
+    let data_loss = net.backward(Targets::Classes(labels.view())).unwrap();
+    let analytic = net.gradients().to_vec();
+    let params = net.parameters().to_vec();
+    let h = 1e-2f32;
+    let mut total_at = |i: usize, v: f32| {
+        net.parameters_mut()[i] = v;
+        net.forward(x.view()).unwrap();
+        let l = net.backward(Targets::Classes(labels.view())).unwrap();
+        let total = f64::from(l) + f64::from(net.penalty());
+        net.parameters_mut()[i] = params[i];
+        total
+    };
+    for i in 0..params.len() {
+        let numeric =
+            (total_at(i, params[i] + h) - total_at(i, params[i] - h)) / (2.0 * f64::from(h));
+        let a = f64::from(analytic[i]);
+        assert!(
+            (a - numeric).abs() <= 5e-4 + 3e-2 * numeric.abs(),
+            "parameter {i}: gradient {a}, finite differences {numeric}"
+        );
+    }
+    // The penalty is reported apart, and only weights carry it.
+    let mut plain = build(feedforward::Penalty::default());
+    plain.forward(x.view()).unwrap();
+    assert_eq!(
+        plain.backward(Targets::Classes(labels.view())).unwrap(),
+        data_loss
+    );
+    assert_eq!(plain.penalty(), 0.0);
+    let w: f64 = [0, 2]
+        .iter()
+        .map(|&l| {
+            let (w, _) = plain.dense_parameters(l).unwrap();
+            w.iter()
+                .map(|&v| 0.01 * f64::from(v.abs()) + 0.05 * f64::from(v) * f64::from(v))
+                .sum::<f64>()
+        })
+        .sum();
+    let mut again = build(penalty);
+    again.forward(x.view()).unwrap();
+    again.backward(Targets::Classes(labels.view())).unwrap();
+    assert!(
+        (f64::from(again.penalty()) - w).abs() < 1e-6,
+        "{} vs {w}",
+        again.penalty()
+    );
+    let weights_only: Vec<usize> = plain
+        .layers()
+        .iter()
+        .flat_map(|l| match l {
+            feedforward::Layer::Dense(d) => {
+                (d.offset..d.offset + d.inputs * d.outputs).collect::<Vec<_>>()
+            }
+            feedforward::Layer::BatchNorm(_) => Vec::new(),
+        })
+        .collect();
+    for (i, (a, b)) in again.gradients().iter().zip(plain.gradients()).enumerate() {
+        if !weights_only.contains(&i) {
+            assert_eq!(
+                a, b,
+                "parameter {i} is not a weight, but its gradient changed"
+            );
+        }
+    }
+}

@@ -185,3 +185,28 @@ fn fit_with_micro_batches_matches_fit_without() {
     }
     assert_eq!(b.parameters(), &before[..]);
 }
+
+/// The penalty's gradient is added once per step, not once per chunk: a
+/// micro-batched step with L1 and L2 penalties is the whole-batch step.
+#[test]
+fn penalties_are_added_once_per_step() {
+    let (x, y) = feedforward::data::blobs(30, 3, 4, 2);
+    let build = || {
+        Network::builder(4)
+            .dense(12, Relu)
+            .dense(3, Softmax)
+            .penalty(feedforward::Penalty { l1: 0.01, l2: 0.1 })
+            .optimizer(feedforward::Optimizer::sgd(0.1))
+            .seed(4)
+            .build()
+            .unwrap()
+    };
+    let (mut whole, mut chunked) = (build(), build());
+    whole.train_step(x.view(), (&y).into()).unwrap();
+    chunked
+        .train_step_micro(x.view(), (&y).into(), 7, BatchNormMode::Exact)
+        .unwrap();
+    assert_close(whole.parameters(), chunked.parameters(), "penalty");
+    assert_eq!(whole.penalty(), chunked.penalty());
+    assert!(whole.penalty() > 0.0);
+}

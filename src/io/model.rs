@@ -80,6 +80,16 @@ struct Architecture {
     optimizer: OptimizerDesc,
     clip_grad_norm: Option<f32>,
     seed: u64,
+    /// L1 penalty on the weights (written only when not 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    l1: f32,
+    /// L2 penalty on the weights (written only when not 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    l2: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -195,6 +205,8 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
         optimizer: describe_optimizer(network.optimizer(), state.step),
         clip_grad_norm: network.clip_grad_norm(),
         seed: network.seed(),
+        l1: network.penalty_weights().l1,
+        l2: network.penalty_weights().l2,
     };
     let mut metadata: HashMap<String, String> = options.metadata.clone().into_iter().collect();
     metadata.insert(FORMAT_KEY.into(), FORMAT.into());
@@ -429,7 +441,11 @@ impl Reader<'_> {
         let mut builder = Network::builder(arch.inputs)
             .loss(loss)
             .optimizer(optimizer)
-            .seed(arch.seed);
+            .seed(arch.seed)
+            .penalty(crate::Penalty {
+                l1: arch.l1,
+                l2: arch.l2,
+            });
         if let Some(c) = arch.clip_grad_norm {
             builder = builder.clip_grad_norm(c);
         }

@@ -4,7 +4,7 @@
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
-use super::{InferenceScratch, Network, Workspace};
+use super::{InferenceScratch, Network, Penalty, Workspace};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::init::Init;
@@ -30,6 +30,7 @@ pub struct NetworkBuilder {
     clip_grad_norm: Option<f32>,
     seed: u64,
     init: Init,
+    penalty: Penalty,
 }
 
 impl NetworkBuilder {
@@ -67,6 +68,12 @@ impl NetworkBuilder {
         self
     }
 
+    /// L1 and L2 penalties on the dense layers' weights (see [`Penalty`]).
+    pub fn penalty(mut self, penalty: Penalty) -> Self {
+        self.penalty = penalty;
+        self
+    }
+
     /// Seed for the initial weights and for shuffling in [`Network::fit`] (default 42).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -93,6 +100,12 @@ impl NetworkBuilder {
             return Err(Error::Config("a network needs at least one layer".into()));
         }
         self.optimizer.validate()?;
+        let Penalty { l1, l2 } = self.penalty;
+        if !(l1.is_finite() && l1 >= 0.0 && l2.is_finite() && l2 >= 0.0) {
+            return Err(Error::Config(format!(
+                "L1 and L2 penalties must be >= 0, got {l1} and {l2}"
+            )));
+        }
         if let Some(c) = self.clip_grad_norm
             && !(c.is_finite() && c > 0.0)
         {
@@ -151,6 +164,7 @@ impl NetworkBuilder {
         Ok(Network {
             inputs: self.inputs,
             segments: segments(&layers),
+            penalty_weights: self.penalty,
             layers,
             loss,
             grads: vec![0.0; n],
@@ -207,6 +221,7 @@ impl Network {
             clip_grad_norm: None,
             seed: 42,
             init: Init::Auto,
+            penalty: Penalty::default(),
         }
     }
 }

@@ -27,12 +27,14 @@ pub mod builder;
 mod checks;
 mod infer;
 mod passes;
+mod penalty;
 mod snapshot;
 mod step;
 mod workspace;
 
 pub use builder::NetworkBuilder;
 pub use infer::Evaluation;
+pub use penalty::Penalty;
 pub use snapshot::Snapshot;
 pub use step::BatchNormMode;
 
@@ -71,8 +73,10 @@ pub struct Network {
     seed: u64,
     ws: Workspace,
     scratch: InferenceScratch,
-    /// The parameters' layer-wise runs, for LARS and LAMB.
+    /// The parameters' layer-wise runs, for LARS, LAMB and the penalty.
     segments: Vec<crate::optim::Segment>,
+    /// L1/L2 penalty on the weights.
+    penalty_weights: Penalty,
 }
 
 impl Network {
@@ -160,6 +164,11 @@ impl Network {
         }
         self.opt_state = state;
         Ok(())
+    }
+
+    /// The L1/L2 penalty on the weights (none by default).
+    pub fn penalty_weights(&self) -> Penalty {
+        self.penalty_weights
     }
 
     /// Gradient-norm clipping threshold, if any.

@@ -118,6 +118,7 @@ impl Network {
         }
         let loss = self.loss_of(in_place, rows, 1.0 / rows as f32);
         self.backward_layers(input, rows, false, 0, None);
+        self.add_penalty();
         loss as f32
     }
 
@@ -281,6 +282,7 @@ impl Network {
             }
             self.backward_layers(None, r, i > 0, 0, exact.then_some(m));
         }
+        self.add_penalty();
         (loss, classified.then_some((right, judged)))
     }
 

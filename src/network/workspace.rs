@@ -49,6 +49,8 @@ pub(super) struct Workspace {
     pub(super) row_order: Vec<usize>,
     /// Where the calls of a training step stand.
     pub(super) phase: Phase,
+    /// The penalty at the last backward pass's weights.
+    pub(super) penalty: f32,
 }
 
 /// Floats per row of each training buffer of a network.

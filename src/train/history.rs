@@ -44,6 +44,8 @@ pub struct EpochStats {
     pub seconds: f64,
     /// The learning rate of the epoch's last step.
     pub learning_rate: f32,
+    /// Mean L1/L2 penalty over the epoch's steps (not in `loss`; 0 without one).
+    pub penalty: f32,
 }
 
 /// What a training run measured and how it ended.

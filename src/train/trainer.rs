@@ -324,6 +324,7 @@ impl<'a> Trainer<'a> {
         let batches = order.len().div_ceil(batch);
         let start = Instant::now();
         let (mut loss_sum, mut seen, mut hits, mut judged) = (0.0f64, 0usize, 0usize, 0usize);
+        let mut penalty_sum = 0.0f64;
         for (b, idx) in order.chunks(batch).enumerate() {
             // Batch norm cannot normalise a single row; skip such a trailing batch.
             if has_bn && idx.len() < 2 {
@@ -344,6 +345,7 @@ impl<'a> Trainer<'a> {
                 (hits, judged) = (hits + h, judged + j);
             }
             loss_sum += loss * idx.len() as f64;
+            penalty_sum += f64::from(net.penalty()) * idx.len() as f64;
             seen += idx.len();
             let progress = Progress::Batch {
                 epoch,
@@ -378,6 +380,7 @@ impl<'a> Trainer<'a> {
             samples_per_sec: seen as f64 / seconds.max(1e-9),
             seconds,
             learning_rate: net.optimizer().learning_rate(),
+            penalty: (penalty_sum / seen.max(1) as f64) as f32,
         }))
     }
 

@@ -72,6 +72,13 @@ pub struct TrainArgs {
     /// Weight decay (L2 for SGD and Adam, decoupled for AdamW).
     #[arg(long, default_value_t = 0.0)]
     pub(super) weight_decay: f32,
+    /// L1 penalty on the weights (not biases): λ₁ Σ|w| added to the loss.
+    #[arg(long, default_value_t = 0.0)]
+    pub(super) l1: f32,
+    /// L2 penalty on the weights (not biases): λ₂ Σ w² added to the loss
+    /// (unlike --weight-decay, it is reported apart from the data loss).
+    #[arg(long, default_value_t = 0.0)]
+    pub(super) l2: f32,
     /// Scale gradients down to this global L2 norm when it is exceeded.
     #[arg(long)]
     pub(super) clip_grad_norm: Option<f32>,
@@ -230,7 +237,11 @@ pub(super) fn build_network(
     let mut builder = Network::builder(features)
         .optimizer(optimizer(args))
         .loss(loss)
-        .seed(args.seed);
+        .seed(args.seed)
+        .penalty(feedforward::Penalty {
+            l1: args.l1,
+            l2: args.l2,
+        });
     let activation = args.activation.activation();
     for &units in &hidden {
         builder = if args.batch_norm {

@@ -126,6 +126,7 @@ impl Reporter {
                 "val_loss": e.val_loss.map(json_f32),
                 "val_accuracy": e.val_accuracy.map(json_f32),
                 "lr": json_f32(e.learning_rate),
+                "penalty": json_f32(e.penalty),
                 "samples_per_s": e.samples_per_sec,
                 "seconds": e.seconds,
             });
