@@ -196,83 +196,77 @@ impl Optimizer {
         if !(lr.is_finite() && lr > 0.0) {
             return bad("learning rate (must be > 0)", lr);
         }
-        match self {
-            Optimizer::Sgd(c) => {
-                if !(0.0..1.0).contains(&c.momentum) {
-                    return bad("momentum (must be in [0, 1))", c.momentum);
-                }
-                if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
-                    return bad("weight decay (must be >= 0)", c.weight_decay);
-                }
-            }
-            Optimizer::Adam(c) | Optimizer::AdamW(c) => {
-                for (what, v) in [("beta1", c.beta1), ("beta2", c.beta2)] {
-                    if !(0.0..1.0).contains(&v) {
-                        return bad(what, v);
-                    }
-                }
-                if !(c.eps.is_finite() && c.eps > 0.0) {
-                    return bad("eps (must be > 0)", c.eps);
-                }
-                if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
-                    return bad("weight decay (must be >= 0)", c.weight_decay);
-                }
-            }
-            Optimizer::RmsProp(c) => {
-                for (what, v) in [("alpha", c.alpha), ("momentum", c.momentum)] {
-                    if !(0.0..1.0).contains(&v) {
-                        return bad(what, v);
-                    }
-                }
-                if !(c.eps.is_finite() && c.eps > 0.0) {
-                    return bad("eps (must be > 0)", c.eps);
-                }
-                if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
-                    return bad("weight decay (must be >= 0)", c.weight_decay);
-                }
-            }
-            Optimizer::Adagrad(c) => {
-                for (what, v) in [
-                    ("lr_decay (must be >= 0)", c.lr_decay),
-                    ("initial accumulator (must be >= 0)", c.initial_accumulator),
-                    ("weight decay (must be >= 0)", c.weight_decay),
-                ] {
-                    if !(v.is_finite() && v >= 0.0) {
-                        return bad(what, v);
-                    }
-                }
-                if !(c.eps.is_finite() && c.eps > 0.0) {
-                    return bad("eps (must be > 0)", c.eps);
-                }
-            }
-            Optimizer::Lars(c) => {
-                if !(0.0..1.0).contains(&c.momentum) {
-                    return bad("momentum (must be in [0, 1))", c.momentum);
-                }
-                for (what, v) in [
-                    ("weight decay (must be >= 0)", c.weight_decay),
-                    ("trust coefficient (must be >= 0)", c.trust),
-                ] {
-                    if !(v.is_finite() && v >= 0.0) {
-                        return bad(what, v);
-                    }
-                }
-            }
-            Optimizer::Lamb(c) => {
-                for (what, v) in [("beta1", c.beta1), ("beta2", c.beta2)] {
-                    if !(0.0..1.0).contains(&v) {
-                        return bad(what, v);
-                    }
-                }
-                if !(c.eps.is_finite() && c.eps > 0.0) {
-                    return bad("eps (must be > 0)", c.eps);
-                }
-                if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
-                    return bad("weight decay (must be >= 0)", c.weight_decay);
-                }
+        use Bound::{Fraction, NonNegative, Positive};
+        let checks: &[(&str, f32, Bound)] = match self {
+            Optimizer::Sgd(c) => &[
+                ("momentum", c.momentum, Fraction),
+                ("weight decay", c.weight_decay, NonNegative),
+            ],
+            Optimizer::Adam(c) | Optimizer::AdamW(c) => &[
+                ("beta1", c.beta1, Fraction),
+                ("beta2", c.beta2, Fraction),
+                ("eps", c.eps, Positive),
+                ("weight decay", c.weight_decay, NonNegative),
+            ],
+            Optimizer::RmsProp(c) => &[
+                ("alpha", c.alpha, Fraction),
+                ("momentum", c.momentum, Fraction),
+                ("eps", c.eps, Positive),
+                ("weight decay", c.weight_decay, NonNegative),
+            ],
+            Optimizer::Adagrad(c) => &[
+                ("lr_decay", c.lr_decay, NonNegative),
+                ("initial accumulator", c.initial_accumulator, NonNegative),
+                ("eps", c.eps, Positive),
+                ("weight decay", c.weight_decay, NonNegative),
+            ],
+            Optimizer::Lars(c) => &[
+                ("momentum", c.momentum, Fraction),
+                ("weight decay", c.weight_decay, NonNegative),
+                ("trust coefficient", c.trust, NonNegative),
+            ],
+            Optimizer::Lamb(c) => &[
+                ("beta1", c.beta1, Fraction),
+                ("beta2", c.beta2, Fraction),
+                ("eps", c.eps, Positive),
+                ("weight decay", c.weight_decay, NonNegative),
+            ],
+        };
+        for &(what, v, bound) in checks {
+            if !bound.holds(v) {
+                return bad(&format!("{what} ({})", bound.rule()), v);
             }
         }
         Ok(())
+    }
+}
+
+/// The range a setting must lie in.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// In `[0, 1)`: momenta and decay rates.
+    Fraction,
+    /// Finite and `> 0`.
+    Positive,
+    /// Finite and `>= 0`.
+    NonNegative,
+}
+
+impl Bound {
+    fn holds(self, v: f32) -> bool {
+        match self {
+            Bound::Fraction => (0.0..1.0).contains(&v),
+            Bound::Positive => v.is_finite() && v > 0.0,
+            Bound::NonNegative => v.is_finite() && v >= 0.0,
+        }
+    }
+
+    fn rule(self) -> &'static str {
+        match self {
+            Bound::Fraction => "must be in [0, 1)",
+            Bound::Positive => "must be > 0",
+            Bound::NonNegative => "must be >= 0",
+        }
     }
 }
 
@@ -458,6 +452,68 @@ pub(crate) fn step(
             } else {
                 adagrad::update(c, t, params, grads, s, grad_scale);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each optimizer names the setting that is out of range, and its rule.
+    #[test]
+    fn bad_settings_are_named() {
+        let cases = [
+            (
+                Optimizer::sgd_momentum(0.1, 1.0),
+                "sgd: momentum (must be in [0, 1)) = 1",
+            ),
+            (
+                Optimizer::Adam(AdamConfig {
+                    eps: 0.0,
+                    ..AdamConfig::default()
+                }),
+                "adam: eps (must be > 0) = 0",
+            ),
+            (
+                Optimizer::RmsProp(RmsPropConfig {
+                    alpha: -0.5,
+                    ..RmsPropConfig::default()
+                }),
+                "rmsprop: alpha (must be in [0, 1)) = -0.5",
+            ),
+            (
+                Optimizer::Adagrad(AdagradConfig {
+                    lr_decay: f32::NAN,
+                    ..AdagradConfig::default()
+                }),
+                "adagrad: lr_decay (must be >= 0) = NaN",
+            ),
+            (
+                Optimizer::Lars(LarsConfig {
+                    trust: -1.0,
+                    ..LarsConfig::default()
+                }),
+                "lars: trust coefficient (must be >= 0) = -1",
+            ),
+            (
+                Optimizer::lamb(0.0),
+                "lamb: learning rate (must be > 0) = 0",
+            ),
+        ];
+        for (optimizer, message) in cases {
+            match optimizer.validate() {
+                Err(Error::Config(m)) => assert!(m.starts_with(message), "{m}"),
+                other => panic!("{optimizer:?}: expected {message:?}, got {other:?}"),
+            }
+        }
+        for ok in [
+            Optimizer::rmsprop(0.01),
+            Optimizer::adagrad(0.01),
+            Optimizer::lars(0.1),
+            Optimizer::lamb(1e-3),
+        ] {
+            assert_eq!(ok.validate(), Ok(()), "{ok:?}");
         }
     }
 }
