@@ -1235,3 +1235,63 @@ fn penalties_from_the_command_line() {
         &["penalties must be >= 0"],
     );
 }
+
+/// `--init MODEL` starts from a model's weights when its layers are those the
+/// options describe, and names the first difference otherwise.
+#[test]
+fn init_starts_from_a_models_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    let (first, tuned) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    succeeds(&["data", "spiral", "--points", "30", "--out", s(&data)]);
+    let common = [
+        "--data",
+        s(&data),
+        "--hidden",
+        "16",
+        "--quiet",
+        "--standardize",
+    ];
+    succeeds(&[&["train", "--out", s(&first), "--epochs", "5"][..], &common].concat());
+    // One epoch at a rate too small to move a weight: the weights are the model's.
+    succeeds(
+        &[
+            &[
+                "train",
+                "--out",
+                s(&tuned),
+                "--epochs",
+                "1",
+                "--init",
+                s(&first),
+            ][..],
+            &["--optimizer", "sgd", "--lr", "1e-30"],
+            &common,
+        ]
+        .concat(),
+    );
+    let (a, b) = (model::load(&first).unwrap(), model::load(&tuned).unwrap());
+    assert_eq!(a.network.parameters(), b.network.parameters());
+    assert_eq!(a.standardizer, b.standardizer);
+    assert_eq!(b.network.optimizer().name(), "sgd");
+    fails_with(
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&tuned),
+            "--hidden",
+            "32",
+            "--init",
+            s(&first),
+        ],
+        &[
+            "--init needs the layers",
+            "layer 0 is dense 2 -> 16 relu there, dense 2 -> 32 relu here",
+        ],
+    );
+}

@@ -139,6 +139,11 @@ pub struct TrainArgs {
     /// validation split and standardisation replace the options above.
     #[arg(long, value_name = "FILE")]
     pub(super) resume: Option<PathBuf>,
+    /// Start from the weights of this model file (warm start, fine-tuning): its
+    /// layers must be those the options and the data describe; the optimizer
+    /// starts afresh, and its standardisation, if it has one, is kept.
+    #[arg(long, value_name = "MODEL", conflicts_with = "resume")]
+    pub(super) init: Option<PathBuf>,
     /// Read the training rows from the data file a batch at a time instead of
     /// loading it whole: NPY features (float32, with --labels; shuffled every
     /// epoch, as in memory; --val-split reads only the held-out rows into

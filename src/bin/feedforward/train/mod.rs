@@ -67,8 +67,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let (mut net, standardizer, state) = match resumed {
         Some(r) => (r.network, r.standardizer, r.state),
         None => {
-            let standardizer = args.standardize.then(|| data.standardizer()).transpose()?;
-            let net = build_network(args, &data, classes)?;
+            let (net, standardizer) = fresh_network(args, &mut data, classes)?;
             (net, standardizer, TrainingState::default())
         }
     };
@@ -122,6 +121,79 @@ fn schedule_of(
     let every = args.schedule_every.map(args::EveryArg::every);
     let lr = net.optimizer().learning_rate();
     schedule::parse(text, every, args.warmup, counts, lr).map(Some)
+}
+
+/// The network the options describe (with `--init`, that model's weights) and
+/// its standardisation (`--init`'s, else measured with `--standardize`).
+fn fresh_network(
+    args: &TrainArgs,
+    data: &mut TrainingData,
+    classes: Option<usize>,
+) -> Result<(Network, Option<Standardizer>)> {
+    let mut net = build_network(args, data, classes)?;
+    let init = args
+        .init
+        .as_ref()
+        .map(|p| warm_start(p, &mut net))
+        .transpose()?;
+    let standardizer = match init.flatten() {
+        Some(s) => Some(s),
+        None => args.standardize.then(|| data.standardizer()).transpose()?,
+    };
+    Ok((net, standardizer))
+}
+
+/// Puts the weights of the model at `path` into `net` (built from the
+/// options), when its layers are the same; returns its standardisation.
+fn warm_start(path: &std::path::Path, net: &mut Network) -> Result<Option<Standardizer>> {
+    let model = feedforward::io::model::load(path)?;
+    let describe = |n: &Network| -> Vec<String> {
+        n.layers()
+            .iter()
+            .map(|l| {
+                let kind = match l {
+                    feedforward::Layer::Dense(_) => "dense",
+                    feedforward::Layer::BatchNorm(_) => "batch norm",
+                };
+                format!(
+                    "{kind} {} -> {} {}",
+                    l.inputs(),
+                    l.outputs(),
+                    l.activation().name()
+                )
+            })
+            .collect()
+    };
+    let (have, want) = (describe(&model.network), describe(net));
+    if have != want {
+        let at = have
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(have.len().min(want.len()));
+        return Err(format!(
+            "{}: --init needs the layers the options describe; layer {at} is {} there, {} here ({} layers there, {} here)",
+            path.display(),
+            have.get(at).map_or("missing", String::as_str),
+            want.get(at).map_or("missing", String::as_str),
+            have.len(),
+            want.len()
+        )
+        .into());
+    }
+    if model.network.loss() != net.loss() {
+        return Err(format!(
+            "{}: --init needs a model trained with the {} loss, not {}",
+            path.display(),
+            net.loss().name(),
+            model.network.loss().name()
+        )
+        .into());
+    }
+    let mut weights = feedforward::Snapshot::default();
+    model.network.snapshot_weights_into(&mut weights);
+    net.restore_weights(&weights)?;
+    Ok(model.standardizer)
 }
 
 /// The counts that must be at least 1.
