@@ -106,16 +106,13 @@ impl Checkpoints<'_> {
         let json = serde_json::to_string(state).map_err(|e| Error::Config(e.to_string()))?;
         metadata.insert(STATE_KEY.into(), json);
         let mut extra_tensors = Vec::new();
-        let mut names = Vec::new();
         if let Some(best) = best {
             extra_tensors.push((BEST_PARAMETERS.to_string(), best.parameters()));
             for (j, (mean, var)) in best.running_statistics().iter().enumerate() {
-                names.push((j, &mean[..], &var[..]));
+                let (mean_name, var_name) = best_running_names(j);
+                extra_tensors.push((mean_name, &mean[..]));
+                extra_tensors.push((var_name, &var[..]));
             }
-        }
-        for (j, mean, var) in names {
-            extra_tensors.push((format!("training.best.running_mean.{j}"), mean));
-            extra_tensors.push((format!("training.best.running_var.{j}"), var));
         }
         let options = SaveOptions {
             standardizer: self.standardizer,
@@ -173,6 +170,14 @@ impl Checkpoint {
     }
 }
 
+/// Tensor names of the best epoch's running mean and variance of batch-norm layer `j`.
+fn best_running_names(j: usize) -> (String, String) {
+    (
+        format!("training.best.running_mean.{j}"),
+        format!("training.best.running_var.{j}"),
+    )
+}
+
 /// The best epoch's weights stored beside a checkpoint's own, if it holds them.
 fn take_best_weights(model: &mut Model) -> Option<Snapshot> {
     let norms = model
@@ -185,9 +190,8 @@ fn take_best_weights(model: &mut Model) -> Option<Snapshot> {
     let parameters = tensors.remove(BEST_PARAMETERS)?;
     let running = (0..norms)
         .map(|j| {
-            let mean = tensors.remove(&format!("training.best.running_mean.{j}"))?;
-            let var = tensors.remove(&format!("training.best.running_var.{j}"))?;
-            Some((mean, var))
+            let (mean_name, var_name) = best_running_names(j);
+            Some((tensors.remove(&mean_name)?, tensors.remove(&var_name)?))
         })
         .collect::<Option<Vec<_>>>()?;
     Some(Snapshot::from_parts(

@@ -165,7 +165,7 @@ impl<'a> Trainer<'a> {
         targets: Targets<'_>,
         extra: &mut (dyn Callback + Send),
     ) -> Result<History> {
-        self.check_batch_size()?;
+        self.check_settings()?;
         net.check_features(&x, "fit: features")?;
         let rows = x.nrows();
         net.loss()
@@ -202,7 +202,7 @@ impl<'a> Trainer<'a> {
         source: &mut S,
         extra: &mut (dyn Callback + Send),
     ) -> Result<History> {
-        self.check_batch_size()?;
+        self.check_settings()?;
         let rows = source.rows();
         if rows == 0 {
             return Err(Error::Empty("fit_source: source"));
@@ -223,7 +223,9 @@ impl<'a> Trainer<'a> {
         rayon::scope(|_| self.run(net, &mut data, rows, extra))
     }
 
-    fn check_batch_size(&self) -> Result<()> {
+    /// The settings' ranges: batch and micro-batch sizes, the schedule, the
+    /// checkpoint interval.
+    fn check_settings(&self) -> Result<()> {
         if let Some(s) = &self.schedule {
             s.validate()?;
         }
