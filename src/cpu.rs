@@ -2,7 +2,7 @@
 //! at first use and cached, unless `FEEDFORWARD_ISA` or [`set_isa`] asks for another.
 //!
 //! Every build carries all the kernels its target architecture can have (on
-//! x86-64: AVX-512F, AVX2 + FMA and the SSE2 baseline), each compiled with its
+//! x86-64: AVX-512F (with AVX512-BF16 as a level of its own), AVX2 + FMA and the SSE2 baseline), each compiled with its
 //! own `#[target_feature]`, so neither `-C target-cpu=native` nor any other flag
 //! is needed for the fast path, and a binary runs on any CPU of its target.
 //!
@@ -45,17 +45,23 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512F: 16 lanes, 12 × 32 tiles.
     Avx512,
+    /// AVX-512F with AVX512-BF16 (Zen 4, Cooper Lake, Sapphire Rapids): the
+    /// AVX-512F kernels for `f32`, and `VDPBF16PS` for the products in
+    /// [`crate::Precision::Bf16`]. Every lower level computes the same bf16
+    /// products bit for bit by emulation (see [`crate::gemm::bf16`]).
+    Avx512Bf16,
 }
 
 impl Isa {
     /// Every instruction set, lowest first.
-    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16];
 
-    /// The name used by `FEEDFORWARD_ISA`, `bench` and `--version`: `"avx512"`,
+    /// The name used by `FEEDFORWARD_ISA`, `bench` and `--version`: `"avx512bf16"`, `"avx512"`,
     /// `"avx2"`, or for [`Isa::Portable`] the vectors it was compiled to
     /// (`"sse2"` on a baseline x86-64 build, `"neon"` on aarch64).
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512Bf16 => "avx512bf16",
             Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
             Isa::Portable => PORTABLE_NAME,
@@ -66,6 +72,7 @@ impl Isa {
     /// `baseline` also name [`Isa::Portable`].
     pub fn from_name(name: &str) -> Option<Isa> {
         match name.trim().to_ascii_lowercase().as_str() {
+            "avx512bf16" | "avx512-bf16" | "avx512_bf16" => Some(Isa::Avx512Bf16),
             "avx512" | "avx512f" | "avx-512" => Some(Isa::Avx512),
             "avx2" | "avx2+fma" => Some(Isa::Avx2),
             "sse2" | "neon" | "portable" | "baseline" => Some(Isa::Portable),
@@ -88,6 +95,10 @@ impl Isa {
                 std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Bf16 => {
+                Isa::Avx512.is_supported() && std::arch::is_x86_feature_detected!("avx512bf16")
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -117,6 +128,7 @@ impl Isa {
             Isa::Portable => 1,
             Isa::Avx2 => 2,
             Isa::Avx512 => 3,
+            Isa::Avx512Bf16 => 4,
         }
     }
 
@@ -168,7 +180,7 @@ pub fn isa() -> Isa {
     let wanted = std::env::var(ISA_VARIABLE)
         .ok()
         .and_then(|v| Isa::from_name(&v))
-        .unwrap_or(Isa::Avx512);
+        .unwrap_or(Isa::Avx512Bf16);
     let chosen = Isa::ALL
         .into_iter()
         .rev()
@@ -256,7 +268,7 @@ macro_rules! per_isa {
             match $crate::cpu::isa() {
                 // SAFETY: `isa` returns a level only when the CPU has it.
                 #[cfg(target_arch = "x86_64")]
-                $crate::cpu::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                $crate::cpu::Isa::Avx512 | $crate::cpu::Isa::Avx512Bf16 => unsafe { avx512($($arg),*) },
                 // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
                 $crate::cpu::Isa::Avx2 => unsafe { avx2($($arg),*) },

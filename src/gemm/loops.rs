@@ -38,10 +38,14 @@ pub const KC: usize = 256;
 
 /// The depth of each of `k`'s blocks: at most [`KC`], and all of the same size
 /// but the last (784 = 4 × 196 rather than 3 × 256 + 16, whose thin last block
-/// would load and store every C tile for 16 steps of work). Depends on `k` only,
-/// so every path (and every thread count) sums in the same blocks.
+/// would load and store every C tile for 16 steps of work), and even when
+/// there are several, so that no block splits a pair of steps of a bf16 product
+/// (one `VDPBF16PS` takes two; see [`super::bf16`]). Depends on `k` only, so
+/// every path (and every thread count) sums in the same blocks.
 pub(crate) fn depth_block(k: usize) -> usize {
-    k.div_ceil(k.div_ceil(KC).max(1))
+    let blocks = k.div_ceil(KC).max(1);
+    let depth = k.div_ceil(blocks);
+    if blocks > 1 { depth + depth % 2 } else { depth }
 }
 
 /// Products smaller than this many multiply-adds run on one thread: below it,
@@ -257,7 +261,7 @@ fn lines_spread_over_caches(stride: isize, mr: usize) -> bool {
 /// 2052 and 2044 rows per thread, where blocks of 192 and a last of 64 gave 2112
 /// and 1984.
 #[derive(Debug, Clone, Copy)]
-struct RowBlocks {
+pub(crate) struct RowBlocks {
     m: usize,
     mr: usize,
     slivers: usize,
@@ -266,20 +270,30 @@ struct RowBlocks {
 
 impl RowBlocks {
     fn new<K: Kernel>(m: usize, threads: usize) -> Self {
-        let slivers = m.div_ceil(K::MR);
-        let max_slivers = K::MC / K::MR;
+        Self::with_tile(m, K::MR, K::MC, threads)
+    }
+
+    /// Blocks of at most `mc` rows in slivers of `mr`, for `threads` threads.
+    pub(crate) fn with_tile(m: usize, mr: usize, mc: usize, threads: usize) -> Self {
+        let slivers = m.div_ceil(mr);
+        let max_slivers = mc / mr;
         let per_thread = slivers.div_ceil(max_slivers * threads);
         let count = (threads * per_thread).min(slivers).max(1);
         RowBlocks {
             m,
-            mr: K::MR,
+            mr,
             slivers,
             count,
         }
     }
 
+    /// How many blocks there are.
+    pub(crate) fn count(self) -> usize {
+        self.count
+    }
+
     /// The first row and the row count of block `b`.
-    fn block(self, b: usize) -> (usize, usize) {
+    pub(crate) fn block(self, b: usize) -> (usize, usize) {
         let first = b * self.slivers / self.count * self.mr;
         let end = ((b + 1) * self.slivers / self.count * self.mr).min(self.m);
         (first, end - first)
@@ -287,7 +301,7 @@ impl RowBlocks {
 }
 
 /// Runs `task(0..tasks)` on rayon when `par` allows and there is more than one.
-fn run_tasks(par: Parallelism, tasks: usize, task: impl Fn(usize) + Sync + Send) {
+pub(crate) fn run_tasks(par: Parallelism, tasks: usize, task: impl Fn(usize) + Sync + Send) {
     match par {
         Parallelism::Split(_) if tasks > 1 => (0..tasks).into_par_iter().for_each(task),
         _ => (0..tasks).for_each(task),

@@ -32,6 +32,7 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod bf16;
 #[cfg(feature = "blas")]
 pub mod blas;
 mod epilogue;
@@ -56,7 +57,7 @@ macro_rules! with_kernel {
     ($k:ident => $body:expr) => {
         match $crate::gemm::isa() {
             #[cfg(target_arch = "x86_64")]
-            $crate::gemm::Isa::Avx512 => {
+            $crate::gemm::Isa::Avx512 | $crate::gemm::Isa::Avx512Bf16 => {
                 type $k = $crate::gemm::avx512::Avx512;
                 $body
             }
@@ -339,12 +340,12 @@ impl crate::cpu::Isa {
         }
         match self {
             #[cfg(target_arch = "x86_64")]
-            crate::cpu::Isa::Avx512 => of::<avx512::Avx512>(),
+            crate::cpu::Isa::Avx512 | crate::cpu::Isa::Avx512Bf16 => of::<avx512::Avx512>(),
             #[cfg(target_arch = "x86_64")]
             crate::cpu::Isa::Avx2 => of::<avx2::Avx2>(),
             // Not compiled for other targets: the tiles they would have.
             #[cfg(not(target_arch = "x86_64"))]
-            crate::cpu::Isa::Avx512 => (12, 32),
+            crate::cpu::Isa::Avx512 | crate::cpu::Isa::Avx512Bf16 => (12, 32),
             #[cfg(not(target_arch = "x86_64"))]
             crate::cpu::Isa::Avx2 => (6, 16),
             crate::cpu::Isa::Portable => of::<portable::Portable>(),

@@ -1,0 +1,200 @@
+//! The bf16 product on `VDPBF16PS` (AVX512-BF16): 12 × 32 tiles, two steps of
+//! `k` per instruction.
+//!
+//! A is read in place as rows of pairs ([`super::operands::pairs_of_rows`]); B
+//! is packed in slivers ([`super::operands::pack_b`]), or was packed once
+//! ([`super::PackedWeights`]). The loops are those of the `f32` kernel without
+//! the packing of A:
+//!
+//! ```text
+//! for each task (a block of rows × a run of B slivers), on rayon:
+//!   for each block of k (the f32 kernel's blocks, so the sums are the same)
+//!     for each B sliver of the run              (kc/2 × 32 pairs, in L1)
+//!       for each 12-row sliver of the block     (rows of A, in L2)
+//!         tile: 24 accumulators, per pair of steps 2 loads of B,
+//!               12 broadcasts of A, 24 VDPBF16PS
+//! ```
+//!
+//! Every element is summed from zero over each block of `k` in the same order
+//! whatever the thread count, then added to C; so the result is bit-identical
+//! for any thread count, and equal to the emulation's.
+
+use std::arch::x86_64::{
+    __m512, __m512bh, _mm512_add_ps, _mm512_dpbf16_ps, _mm512_loadu_ps, _mm512_loadu_si512,
+    _mm512_set1_epi32, _mm512_setzero_ps, _mm512_storeu_ps,
+};
+
+use super::operands::{NR, padded_depth, pair_blocks};
+use crate::gemm::loops::{RowBlocks, run_tasks};
+use crate::gemm::{Epilogue, MatMut, Parallelism};
+
+/// Rows per tile.
+const MR: usize = 12;
+/// Rows per task block (its A rows stay in L2 across the B slivers).
+const MC: usize = MR * 16;
+
+/// A bf16 product as the tasks see it.
+pub(crate) struct Product<'a> {
+    /// A as rows of pairs, `a_stride` pairs apart.
+    pub a: &'a [u32],
+    pub a_stride: usize,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// B packed by [`super::operands::pack_b`].
+    pub b: &'a [u32],
+    pub accumulate: bool,
+    pub c: MatMut,
+    pub epilogue: Option<&'a Epilogue<'a>>,
+}
+
+/// `C ← A·B` (or `C ← C + A·B`), then the epilogue, on the threads `par` allows.
+///
+/// # Safety
+/// The CPU must have AVX-512F and AVX512-BF16; `c` must be a writable `m × n`
+/// matrix that aliases nothing else; the operands must match the shapes.
+pub(crate) unsafe fn product(p: &Product<'_>, par: Parallelism) {
+    let threads = par.threads();
+    let rows = RowBlocks::with_tile(p.m, MR, MC, threads);
+    let slivers = p.n.div_ceil(NR);
+    let parts = if rows.count() < threads {
+        threads.div_ceil(rows.count()).min(slivers)
+    } else {
+        1
+    };
+    let task = |t: usize| {
+        let (i0, mc) = rows.block(t / parts);
+        let part = t % parts;
+        let run = (part * slivers / parts)..((part + 1) * slivers / parts);
+        // SAFETY: each task writes its own block of C; the CPU has the features.
+        unsafe { block(p, i0, mc, run) };
+    };
+    run_tasks(par, rows.count() * parts, task);
+}
+
+/// Rows `i0..i0 + mc` of C over the B slivers `run`, every block of `k`.
+///
+/// # Safety
+/// As [`product`], for this block of C.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usize>) {
+    let slivers = p.n.div_ceil(NR);
+    let total = padded_depth(p.k) / 2;
+    for (q, (first, pairs)) in pair_blocks(p.k).enumerate() {
+        let last = first + pairs == total;
+        let panel = &p.b[first * slivers * NR..(first + pairs) * slivers * NR];
+        let add = p.accumulate || q > 0;
+        for s in run.clone() {
+            let b = panel[s * pairs * NR..].as_ptr();
+            let (j0, nr) = (s * NR, NR.min(p.n - s * NR));
+            for r0 in (0..mc).step_by(MR) {
+                let mr = MR.min(mc - r0);
+                let i = i0 + r0;
+                // SAFETY: rows i..i + mr of A and C and the sliver's columns
+                // lie inside the operands, as the caller guarantees.
+                unsafe {
+                    let a = p.a.as_ptr().add(i * p.a_stride + first);
+                    let c = p.c.offset(i, j0);
+                    tile_rows(mr, pairs, a, p.a_stride, b, c, nr, add);
+                    if last && let Some(e) = p.epilogue {
+                        e.apply_block(c, mr, nr, j0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`tile`] for `rows ≤ MR` rows, chosen at run time among the exact-size kernels.
+///
+/// # Safety
+/// As [`tile`] with `R = rows`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_rows(
+    rows: usize,
+    pairs: usize,
+    a: *const u32,
+    a_stride: usize,
+    b: *const u32,
+    c: MatMut,
+    nr: usize,
+    add: bool,
+) {
+    macro_rules! dispatch {
+        ($($r:literal)*) => {
+            match rows {
+                // SAFETY (every arm): as the caller guarantees for `rows` rows.
+                $($r => unsafe { tile::<$r>(pairs, a, a_stride, b, c, nr, add) },)*
+                _ => unreachable!("a tile has at most MR rows"),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
+}
+
+/// `C[0..R, 0..nr] ← (C +) A_rows · B_sliver` over `pairs` pairs of steps.
+///
+/// Row `i` of A's pairs is at `a + i·a_stride`; the B sliver holds `pairs`
+/// lines of [`NR`] pairs. A full-width tile of a row-major C is stored
+/// straight from the registers; any other goes through a local buffer, with
+/// the same additions.
+///
+/// # Safety
+/// The CPU must have the features; A's rows, B's sliver and C's `R × nr` tile
+/// must be readable (C writable) as described.
+#[inline(always)]
+unsafe fn tile<const R: usize>(
+    pairs: usize,
+    a: *const u32,
+    a_stride: usize,
+    b: *const u32,
+    c: MatMut,
+    nr: usize,
+    add: bool,
+) {
+    // SAFETY (whole body): every address lies inside the operands, as the
+    // caller guarantees; the CPU has AVX-512F and AVX512-BF16.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for p in 0..pairs {
+            let line = b.add(p * NR);
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(line.cast()));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(line.add(16).cast()));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = *a.add(i * a_stride + p);
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(ai as i32));
+                row[0] = _mm512_dpbf16_ps(row[0], av, b0);
+                row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+            }
+        }
+        if nr == NR && c.cs == 1 {
+            for (i, row) in acc.iter().enumerate() {
+                let ci = c.ptr.offset(i as isize * c.rs);
+                for (w, &v) in row.iter().enumerate() {
+                    let cw = ci.add(16 * w);
+                    let sum: __m512 = if add {
+                        _mm512_add_ps(_mm512_loadu_ps(cw), v)
+                    } else {
+                        v
+                    };
+                    _mm512_storeu_ps(cw, sum);
+                }
+            }
+        } else {
+            let mut local = [0.0f32; MR * NR];
+            for (i, row) in acc.iter().enumerate() {
+                for (w, &v) in row.iter().enumerate() {
+                    _mm512_storeu_ps(local.as_mut_ptr().add(i * NR + 16 * w), v);
+                }
+            }
+            for i in 0..R {
+                for j in 0..nr {
+                    let cij = c.ptr.offset(i as isize * c.rs + j as isize * c.cs);
+                    let v = local[i * NR + j];
+                    *cij = if add { *cij + v } else { v };
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The operands of a bf16 product, rounded and laid out for its kernels.
+//!
+//! `k` is padded to an even depth `k'` with zeros (a pair needs two steps).
+//!
+//! - For `VDPBF16PS` ([`pairs_of_rows`], [`pack_b`]): A as rows of pairs (row
+//!   `i`'s pair `p` holds steps `2p` and `2p + 1`), read in place by the kernel;
+//!   B packed in slivers of [`NR`] columns per block of `k`, each pair of steps
+//!   one line of `NR` pairs.
+//! - For the emulation ([`swapped_copy`]): `f32` copies of A and B rounded to
+//!   bf16 with the two steps of every pair swapped, so that an ordinary `f32`
+//!   product, summing in `k` order, adds the odd step before the even one, as
+//!   the instruction does.
+
+use super::round::{pair, round_to_bf16};
+use crate::gemm::MatRef;
+use crate::gemm::loops::depth_block;
+
+/// Columns of a B sliver: two vectors of 16 lanes.
+pub(crate) const NR: usize = 32;
+
+/// `k` rounded up to even.
+pub(crate) fn padded_depth(k: usize) -> usize {
+    k + k % 2
+}
+
+/// The pairs of `k` steps in each block of `k'` (the blocks of [`depth_block`]).
+pub(crate) fn pair_blocks(k: usize) -> impl Iterator<Item = (usize, usize)> {
+    let depth = padded_depth(k);
+    let block = depth_block(depth);
+    (0..depth)
+        .step_by(block.max(1))
+        .map(move |start| (start / 2, block.min(depth - start) / 2))
+}
+
+/// The row stride, in pairs, of A as rows of pairs: `k'/2` and, when that puts
+/// rows a multiple of 4 KiB apart (where the rows of a tile would share cache
+/// sets), one line more.
+pub(crate) fn pair_row_stride(k: usize) -> usize {
+    let pairs = padded_depth(k) / 2;
+    if (pairs * 4).is_multiple_of(4096) {
+        pairs + 16
+    } else {
+        pairs
+    }
+}
+
+/// Element `(i, j)` of `m`.
+///
+/// # Safety
+/// `(i, j)` must lie inside `m`.
+#[inline(always)]
+unsafe fn at(m: MatRef, i: usize, j: usize) -> f32 {
+    // SAFETY: inside the matrix, as the caller guarantees.
+    unsafe { *m.ptr.offset(i as isize * m.rs + j as isize * m.cs) }
+}
+
+/// Element `(i, j)` of `m`, or 0 past its last row or column (the padding of `k`).
+///
+/// # Safety
+/// As [`at`] for the elements inside `m`.
+#[inline(always)]
+unsafe fn at_or_zero(m: MatRef, i: usize, j: usize) -> f32 {
+    if i < m.rows && j < m.cols {
+        // SAFETY: inside the matrix.
+        unsafe { at(m, i, j) }
+    } else {
+        0.0
+    }
+}
+
+/// A (`m × k`) as rows of pairs, [`pair_row_stride`] pairs apart, into `out`.
+///
+/// # Safety
+/// `a` must be valid over its shape and strides.
+pub(crate) unsafe fn pairs_of_rows(a: MatRef, out: &mut Vec<u32>) {
+    let (m, k) = (a.rows, a.cols);
+    let stride = pair_row_stride(k);
+    let pairs = padded_depth(k) / 2;
+    out.clear();
+    out.resize(m * stride, 0);
+    if a.cs == 1 {
+        for i in 0..m {
+            // SAFETY: row i holds k contiguous floats.
+            let row = unsafe { std::slice::from_raw_parts(a.ptr.offset(i as isize * a.rs), k) };
+            convert::row_pairs(row, &mut out[i * stride..i * stride + pairs]);
+        }
+    } else {
+        // Steps 2p and 2p + 1 of every row are two lines of the transpose:
+        // interleave them a line at a time.
+        let mut line = vec![0u32; m];
+        for p in 0..pairs {
+            for (i, v) in line.iter_mut().enumerate() {
+                // SAFETY: (i, 2p) and (i, 2p + 1) lie inside A, or are padding.
+                *v = unsafe { pair(at_or_zero(a, i, 2 * p), at_or_zero(a, i, 2 * p + 1)) };
+            }
+            for (i, &v) in line.iter().enumerate() {
+                out[i * stride + p] = v;
+            }
+        }
+    }
+}
+
+/// B (`k × n`) packed for the kernel, into `out`: block by block of `k`
+/// ([`pair_blocks`]), sliver by sliver of [`NR`] columns (the last padded with
+/// zeros), pair by pair; `out` holds `k'/2 · slivers · NR` pairs.
+///
+/// # Safety
+/// `b` must be valid over its shape and strides.
+pub(crate) unsafe fn pack_b(b: MatRef, out: &mut Vec<u32>) {
+    let (k, n) = (b.rows, b.cols);
+    let slivers = n.div_ceil(NR);
+    out.clear();
+    out.resize(padded_depth(k) / 2 * slivers * NR, 0);
+    let mut at_pair = 0;
+    for (first, pairs) in pair_blocks(k) {
+        let block = &mut out[at_pair * slivers * NR..(at_pair + pairs) * slivers * NR];
+        for s in 0..slivers {
+            let sliver = &mut block[s * pairs * NR..(s + 1) * pairs * NR];
+            let (j0, width) = (s * NR, NR.min(n - s * NR));
+            for p in 0..pairs {
+                let line = &mut sliver[p * NR..p * NR + width];
+                let step = 2 * (first + p);
+                if b.cs == 1 && step + 1 < k {
+                    // SAFETY: rows `step` and `step + 1` hold n contiguous floats.
+                    let (even, odd) = unsafe {
+                        let even = b.ptr.offset(step as isize * b.rs + j0 as isize);
+                        let odd = even.offset(b.rs);
+                        (
+                            std::slice::from_raw_parts(even, width),
+                            std::slice::from_raw_parts(odd, width),
+                        )
+                    };
+                    convert::interleave_pairs(even, odd, line);
+                } else {
+                    for (j, v) in line.iter_mut().enumerate() {
+                        // SAFETY: inside B, or padding.
+                        *v = unsafe {
+                            pair(at_or_zero(b, step, j0 + j), at_or_zero(b, step + 1, j0 + j))
+                        };
+                    }
+                }
+            }
+        }
+        at_pair += pairs;
+    }
+}
+
+/// Which axis of a matrix is `k`: the columns of A, the rows of B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Depth {
+    Columns,
+    Rows,
+}
+
+/// A contiguous `f32` copy of `m` rounded to bf16 with `k` padded to `k'` and
+/// the two steps of every pair swapped, laid out along `m`'s own unit-stride
+/// axis (row-major otherwise), into `out`; returns the copy as a [`MatRef`].
+///
+/// # Safety
+/// `m` must be valid over its shape and strides; the result points into `out`.
+pub(crate) unsafe fn swapped_copy(m: MatRef, depth: Depth, out: &mut Vec<f32>) -> MatRef {
+    let (rows, cols) = match depth {
+        Depth::Columns => (m.rows, padded_depth(m.cols)),
+        Depth::Rows => (padded_depth(m.rows), m.cols),
+    };
+    let column_major = m.rs == 1 && m.cs != 1;
+    out.clear();
+    out.resize(rows * cols, 0.0);
+    let (rs, cs) = if column_major { (1, rows) } else { (cols, 1) };
+    // The step each copied step comes from: 2p ↔ 2p + 1.
+    let partner = |x: usize| x ^ 1;
+    if column_major {
+        for j in 0..cols {
+            for i in 0..rows {
+                let (si, sj) = if depth == Depth::Rows {
+                    (partner(i), j)
+                } else {
+                    (i, partner(j))
+                };
+                // SAFETY: inside m, or padding.
+                out[j * rows + i] = round_to_bf16(unsafe { at_or_zero(m, si, sj) });
+            }
+        }
+    } else {
+        for i in 0..rows {
+            let line = &mut out[i * cols..(i + 1) * cols];
+            if depth == Depth::Columns && m.cs == 1 {
+                // SAFETY: row i holds m.cols contiguous floats.
+                let src =
+                    unsafe { std::slice::from_raw_parts(m.ptr.offset(i as isize * m.rs), m.cols) };
+                convert::swapped_row(src, line);
+            } else if depth == Depth::Rows && m.cs == 1 && partner(i) < m.rows {
+                // SAFETY: as above, for row partner(i).
+                let src = unsafe {
+                    std::slice::from_raw_parts(m.ptr.offset(partner(i) as isize * m.rs), m.cols)
+                };
+                convert::rounded_row(src, line);
+            } else {
+                for (j, v) in line.iter_mut().enumerate() {
+                    let (si, sj) = if depth == Depth::Rows {
+                        (partner(i), j)
+                    } else {
+                        (i, partner(j))
+                    };
+                    // SAFETY: inside m, or padding.
+                    *v = round_to_bf16(unsafe { at_or_zero(m, si, sj) });
+                }
+            }
+        }
+    }
+    MatRef {
+        ptr: out.as_ptr(),
+        rows,
+        cols,
+        rs: rs as isize,
+        cs: cs as isize,
+    }
+}
+
+/// The conversion loops over contiguous lines, compiled per instruction set
+/// so that the compiler vectorises them for the widest registers.
+mod convert {
+    use super::super::round::{pair, round_to_bf16};
+
+    crate::cpu::per_isa! {
+        /// `out[p] = pair(row[2p], row[2p + 1])`, the last step padded with 0.
+        pub(super) fn row_pairs(row: &[f32], out: &mut [u32]) {
+            let whole = row.len() / 2;
+            for (o, two) in out.iter_mut().zip(row.chunks_exact(2)) {
+                *o = pair(two[0], two[1]);
+            }
+            if row.len() % 2 == 1 {
+                out[whole] = pair(row[row.len() - 1], 0.0);
+            }
+        }
+    }
+
+    crate::cpu::per_isa! {
+        /// `out[j] = pair(even[j], odd[j])`.
+        pub(super) fn interleave_pairs(even: &[f32], odd: &[f32], out: &mut [u32]) {
+            for ((o, &e), &d) in out.iter_mut().zip(even).zip(odd) {
+                *o = pair(e, d);
+            }
+        }
+    }
+
+    crate::cpu::per_isa! {
+        /// `out[2p] = bf16(src[2p + 1])`, `out[2p + 1] = bf16(src[2p])`, zero past `src`.
+        pub(super) fn swapped_row(src: &[f32], out: &mut [f32]) {
+            for (o, two) in out.chunks_exact_mut(2).zip(src.chunks_exact(2)) {
+                o[0] = round_to_bf16(two[1]);
+                o[1] = round_to_bf16(two[0]);
+            }
+            if src.len() % 2 == 1 {
+                let last = src.len() - 1;
+                out[last] = 0.0;
+                out[last + 1] = round_to_bf16(src[last]);
+            }
+        }
+    }
+
+    crate::cpu::per_isa! {
+        /// `out[j] = bf16(src[j])`.
+        pub(super) fn rounded_row(src: &[f32], out: &mut [f32]) {
+            for (o, &s) in out.iter_mut().zip(src) {
+                *o = round_to_bf16(s);
+            }
+        }
+    }
+}
