@@ -77,6 +77,7 @@ pub mod layers;
 pub mod loss;
 pub mod network;
 pub mod optim;
+mod precision;
 #[cfg(feature = "bench")]
 pub mod replay;
 pub mod source;
@@ -90,11 +91,14 @@ pub use error::{Error, Result};
 pub use init::Init;
 pub use layers::Layer;
 pub use loss::Loss;
-pub use network::{BatchNormMode, Evaluation, Network, NetworkBuilder, Penalty, Snapshot};
+pub use network::{
+    BatchNormMode, Evaluation, Network, NetworkBuilder, Penalty, Predictor, Snapshot,
+};
 pub use optim::{
     AdagradConfig, AdamConfig, Every, LambConfig, LarsConfig, LrSchedule, Optimizer,
     OptimizerState, RmsPropConfig, Schedule, SgdConfig,
 };
+pub use precision::Precision;
 pub use standardize::Standardizer;
 pub use targets::{OwnedTargets, Targets};
 pub use threads::{set_threads, threads};

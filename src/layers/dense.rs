@@ -9,12 +9,14 @@
 //!           dX = dZ·Wᵀ
 //! ```
 //!
-//! All three products go through [`crate::gemm::gemm`].
+//! All three products go through [`crate::gemm::gemm`] in `f32`, or
+//! [`crate::gemm::bf16`] in [`Precision::Bf16`].
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+use crate::Precision;
 use crate::activation::Activation;
-use crate::gemm;
+use crate::gemm::{self, bf16};
 use crate::kernels::reduce;
 
 /// A fully connected layer: `A = g(X·W + b)`.
@@ -67,6 +69,7 @@ impl Dense {
         out: &mut [f32],
         rows: usize,
         activate: bool,
+        precision: Precision,
     ) -> bool {
         let (w, b) = self.split(params);
         let x = view(x, rows, self.inputs);
@@ -78,7 +81,45 @@ impl Dense {
             Activation::Identity
         };
         let epilogue = gemm::Epilogue::new(b, act == Activation::Relu);
-        gemm::gemm_bias(x, w, view_mut(z, rows, self.outputs), &epilogue)
+        let z_view = view_mut(z, rows, self.outputs);
+        match precision {
+            Precision::F32 => gemm::gemm_bias(x, w, z_view, &epilogue),
+            Precision::Bf16 => bf16::gemm_bf16_bias(x, w, z_view, &epilogue),
+        }
+        .expect("dense forward: shapes are fixed by construction");
+        if !matches!(act, Activation::Identity | Activation::Relu) {
+            act.forward_in_place(z, self.outputs);
+        }
+        !epilogue.saw_non_finite()
+    }
+
+    /// This layer's weights as an `inputs × outputs` view of `params`.
+    pub(crate) fn weights<'a>(&self, params: &'a [f32]) -> ArrayView2<'a, f32> {
+        view(self.split(params).0, self.inputs, self.outputs)
+    }
+
+    /// [`Dense::forward`] in bf16 with this layer's weights packed beforehand
+    /// (`packed`, made from [`Dense::weights`]): the same bits.
+    pub(crate) fn forward_packed(
+        &self,
+        params: &[f32],
+        packed: &bf16::PackedWeights,
+        x: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        activate: bool,
+    ) -> bool {
+        let (_, b) = self.split(params);
+        let x = view(x, rows, self.inputs);
+        let z = &mut out[..rows * self.outputs];
+        let act = if activate {
+            self.activation
+        } else {
+            Activation::Identity
+        };
+        let epilogue = gemm::Epilogue::new(b, act == Activation::Relu);
+        packed
+            .gemm_bias(x, view_mut(z, rows, self.outputs), &epilogue)
             .expect("dense forward: shapes are fixed by construction");
         if !matches!(act, Activation::Identity | Activation::Relu) {
             act.forward_in_place(z, self.outputs);
@@ -96,34 +137,41 @@ impl Dense {
         rows: usize,
         grads: &mut [f32],
         accumulate: bool,
+        precision: Precision,
     ) {
         let (dw, db) = self.split_mut(grads);
         let beta = if accumulate { 1.0 } else { 0.0 };
         let xv = view(x, rows, self.inputs);
         let dzv = view(dz, rows, self.outputs);
-        gemm::gemm(
-            1.0,
-            xv.t(),
-            dzv,
-            beta,
-            view_mut(dw, self.inputs, self.outputs),
-        )
+        let dw = view_mut(dw, self.inputs, self.outputs);
+        match precision {
+            Precision::F32 => gemm::gemm(1.0, xv.t(), dzv, beta, dw),
+            Precision::Bf16 => bf16::gemm_bf16(xv.t(), dzv, dw, accumulate),
+        }
         .expect("dense backward: shapes are fixed by construction");
         reduce::column_sums(dz, db, accumulate);
     }
 
     /// `dx = dz·Wᵀ` for a block of `rows` rows: `dz` is `rows × n_out`, `dx`
     /// `rows × n_in`.
-    pub(crate) fn input_gradient(&self, params: &[f32], dz: &[f32], rows: usize, dx: &mut [f32]) {
+    pub(crate) fn input_gradient(
+        &self,
+        params: &[f32],
+        dz: &[f32],
+        rows: usize,
+        dx: &mut [f32],
+        precision: Precision,
+    ) {
         let (w, _) = self.split(params);
         let w = view(w, self.inputs, self.outputs);
-        gemm::gemm(
-            1.0,
+        let (dz, dx) = (
             view(dz, rows, self.outputs),
-            w.t(),
-            0.0,
             view_mut(dx, rows, self.inputs),
-        )
+        );
+        match precision {
+            Precision::F32 => gemm::gemm(1.0, dz, w.t(), 0.0, dx),
+            Precision::Bf16 => bf16::gemm_bf16(dz, w.t(), dx, false),
+        }
         .expect("dense input gradient: shapes are fixed by construction");
     }
 }

@@ -175,6 +175,7 @@ impl NetworkBuilder {
             seed: self.seed,
             ws: Workspace::default(),
             scratch: InferenceScratch::default(),
+            precision: crate::Precision::F32,
         })
     }
 }

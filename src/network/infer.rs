@@ -5,7 +5,9 @@ use ndarray::{Array1, Array2, ArrayView2};
 
 use super::Network;
 use super::checks::non_finite;
+use crate::Precision;
 use crate::error::Result;
+use crate::gemm::bf16::PackedWeights;
 use crate::kernels;
 use crate::layers::{Layer, resize};
 use crate::loss::argmax;
@@ -40,11 +42,15 @@ impl Network {
     ///
     /// `x` has passed [`Network::check_features_up_front`]; a NaN or infinity
     /// found by a dense first layer is reported with `context`.
+    ///
+    /// `packed[l]`, where there is one, holds layer `l`'s weights packed for
+    /// the bf16 products ([`Predictor`]).
     fn infer(
         &self,
         x: ArrayView2<'_, f32>,
         activate_last: bool,
         context: &'static str,
+        packed: &[Option<PackedWeights>],
     ) -> Result<Array2<f32>> {
         let (rows, k) = (x.nrows(), self.outputs());
         let x = x.as_standard_layout();
@@ -78,7 +84,10 @@ impl Network {
                 };
                 let dst: &mut [f32] = if last { out_chunk } else { dst };
                 let finite = match layer {
-                    Layer::Dense(d) => d.forward(&self.params, src, dst, r, activate),
+                    Layer::Dense(d) => match packed.get(l) {
+                        Some(Some(w)) => d.forward_packed(&self.params, w, src, dst, r, activate),
+                        _ => d.forward(&self.params, src, dst, r, activate, self.precision),
+                    },
                     Layer::BatchNorm(b) => {
                         b.infer(&self.params, src, dst, r, inv_std, activate);
                         true
@@ -106,7 +115,7 @@ impl Network {
     pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         const FEATURES: &str = "predict: features";
         self.check_features_up_front(&x, FEATURES)?;
-        self.infer(x, true, FEATURES)
+        self.infer(x, true, FEATURES, &[])
     }
 
     /// Predicted class per sample: the arg-max output, or `output ≥ 0.5` for a
@@ -115,15 +124,7 @@ impl Network {
     /// # Errors
     /// As [`Network::predict_proba`].
     pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array1<usize>> {
-        let p = self.predict_proba(x)?;
-        Ok(if p.ncols() == 1 {
-            p.column(0).mapv(|v| usize::from(v >= 0.5))
-        } else {
-            p.rows()
-                .into_iter()
-                .map(|r| argmax(r.as_slice().expect("standard layout")))
-                .collect()
-        })
+        Ok(classes(self.predict_proba(x)?))
     }
 
     /// Mean loss and accuracy on a data set, in inference mode.
@@ -131,12 +132,51 @@ impl Network {
     /// # Errors
     /// Bad features or targets.
     pub fn evaluate(&self, x: ArrayView2<'_, f32>, targets: Targets<'_>) -> Result<Evaluation> {
+        self.evaluate_with(x, targets, &[])
+    }
+
+    /// A view of the network for repeated inference: in [`Precision::Bf16`],
+    /// each dense layer's weights rounded and packed once, so that no call
+    /// converts or packs them again. Computes the same bits as the network's
+    /// own methods.
+    ///
+    /// ```
+    /// use feedforward::{Network, Precision};
+    /// use ndarray::array;
+    /// let mut net = Network::builder(2).dense(8).relu().dense(3).softmax().build()?;
+    /// net.set_precision(Precision::Bf16);
+    /// let x = array![[0.5f32, -1.0], [2.0, 0.25]];
+    /// let predictor = net.predictor();
+    /// assert_eq!(predictor.predict_proba(x.view())?, net.predict_proba(x.view())?);
+    /// # Ok::<(), feedforward::Error>(())
+    /// ```
+    pub fn predictor(&self) -> Predictor<'_> {
+        let weights = match self.precision {
+            Precision::F32 => Vec::new(),
+            Precision::Bf16 => self
+                .layers
+                .iter()
+                .map(|layer| match layer {
+                    Layer::Dense(d) => Some(PackedWeights::new(d.weights(&self.params))),
+                    Layer::BatchNorm(_) => None,
+                })
+                .collect(),
+        };
+        Predictor { net: self, weights }
+    }
+
+    fn evaluate_with(
+        &self,
+        x: ArrayView2<'_, f32>,
+        targets: Targets<'_>,
+        packed: &[Option<PackedWeights>],
+    ) -> Result<Evaluation> {
         const FEATURES: &str = "evaluate: features";
         self.check_features_up_front(&x, FEATURES)?;
         let (rows, k) = (x.nrows(), self.outputs());
         self.loss
             .check_targets(&targets, k, rows, "evaluate: targets")?;
-        let z = self.infer(x, false, FEATURES)?;
+        let z = self.infer(x, false, FEATURES, packed)?;
         let mut a = z.clone();
         let act = self.layers.last().expect("at least one layer").activation();
         act.forward_in_place(a.as_slice_mut().expect("standard layout"), k);
@@ -166,5 +206,56 @@ impl Network {
             loss: loss as f32,
             accuracy,
         })
+    }
+}
+
+/// The predicted class of each row of probabilities: the arg-max, or
+/// `p ≥ 0.5` for a single sigmoid output.
+fn classes(p: Array2<f32>) -> Array1<usize> {
+    if p.ncols() == 1 {
+        p.column(0).mapv(|v| usize::from(v >= 0.5))
+    } else {
+        p.rows()
+            .into_iter()
+            .map(|r| argmax(r.as_slice().expect("standard layout")))
+            .collect()
+    }
+}
+
+/// A network prepared for repeated inference ([`Network::predictor`]): in
+/// [`Precision::Bf16`], its dense layers' weights rounded and packed once. It
+/// borrows the network, so the weights cannot change under it.
+#[derive(Debug)]
+pub struct Predictor<'a> {
+    net: &'a Network,
+    /// Per layer, the packed weights of a dense layer in bf16.
+    weights: Vec<Option<PackedWeights>>,
+}
+
+impl Predictor<'_> {
+    /// As [`Network::predict_proba`], with the packed weights.
+    ///
+    /// # Errors
+    /// As [`Network::predict_proba`].
+    pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        const FEATURES: &str = "predict: features";
+        self.net.check_features_up_front(&x, FEATURES)?;
+        self.net.infer(x, true, FEATURES, &self.weights)
+    }
+
+    /// As [`Network::predict`], with the packed weights.
+    ///
+    /// # Errors
+    /// As [`Network::predict_proba`].
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array1<usize>> {
+        Ok(classes(self.predict_proba(x)?))
+    }
+
+    /// As [`Network::evaluate`], with the packed weights.
+    ///
+    /// # Errors
+    /// As [`Network::evaluate`].
+    pub fn evaluate(&self, x: ArrayView2<'_, f32>, targets: Targets<'_>) -> Result<Evaluation> {
+        self.net.evaluate_with(x, targets, &self.weights)
     }
 }

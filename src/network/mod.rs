@@ -22,6 +22,7 @@ use crate::error::{Error, Result, shape_str};
 use crate::layers::Layer;
 use crate::loss::Loss;
 use crate::optim::{Optimizer, OptimizerState};
+use crate::precision::Precision;
 
 pub mod builder;
 mod checks;
@@ -33,7 +34,7 @@ mod step;
 mod workspace;
 
 pub use builder::NetworkBuilder;
-pub use infer::Evaluation;
+pub use infer::{Evaluation, Predictor};
 pub use penalty::Penalty;
 pub use snapshot::Snapshot;
 pub use step::BatchNormMode;
@@ -77,9 +78,22 @@ pub struct Network {
     segments: Vec<crate::optim::Segment>,
     /// L1/L2 penalty on the weights.
     penalty_weights: Penalty,
+    /// How the dense layers multiply.
+    precision: Precision,
 }
 
 impl Network {
+    /// How the dense layers' products are computed ([`Precision::F32`] unless set).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Makes every later product (training and inference) run in `precision`.
+    /// The parameters stay `f32`; see [`Precision`].
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
     /// Input width.
     pub fn inputs(&self) -> usize {
         self.inputs

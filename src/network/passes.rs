@@ -24,6 +24,7 @@ impl Network {
         let n_in = self.inputs;
         let keep_logits = self.keeps_logits();
         let n_layers = self.layers.len();
+        let precision = self.precision;
         let Network {
             layers, params, ws, ..
         } = self;
@@ -35,7 +36,7 @@ impl Network {
             let last = l + 1 == n_layers;
             let activate = !(last && keep_logits);
             let finite = match layer {
-                Layer::Dense(d) => d.forward(params, x, out, rows, activate),
+                Layer::Dense(d) => d.forward(params, x, out, rows, activate, precision),
                 Layer::BatchNorm(b) => {
                     let cache = ws.norms[l].get_or_insert_with(Default::default);
                     b.forward(params, x, out, rows, cache, activate, fixed_stats);
@@ -122,6 +123,7 @@ impl Network {
         whole_batch: Option<usize>,
     ) {
         let n_layers = self.layers.len();
+        let precision = self.precision;
         let Network {
             layers,
             params,
@@ -149,7 +151,7 @@ impl Network {
             match layer {
                 Layer::Dense(d) => {
                     let x: &[f32] = if l == 0 { input } else { &below[l - 1] };
-                    d.backward(x, dz, rows, grads, accumulate);
+                    d.backward(x, dz, rows, grads, accumulate, precision);
                 }
                 Layer::BatchNorm(b) => {
                     let cache = ws.norms[l].get_or_insert_with(Default::default);
@@ -168,7 +170,7 @@ impl Network {
                 match layer {
                     Layer::Dense(d) => {
                         let block = &dz[start * n_out..end * n_out];
-                        d.input_gradient(params, block, end - start, dx);
+                        d.input_gradient(params, block, end - start, dx, precision);
                     }
                     Layer::BatchNorm(b) => {
                         let cache = ws.norms[l].as_ref().expect("made by the forward pass");

@@ -12,6 +12,7 @@ use super::callback::{Callback, Control};
 use super::checkpoint::{Checkpoints, TrainingState};
 use super::early_stopping::EarlyStopping;
 use super::history::{EpochStats, History, Progress};
+use crate::Precision;
 use crate::error::{Error, Result};
 use crate::network::{Network, Snapshot};
 use crate::optim::{Every, LrSchedule};
@@ -76,6 +77,7 @@ pub struct Trainer<'a> {
     checkpoints: Option<Checkpoints<'a>>,
     callbacks: Vec<Box<dyn Callback + Send + 'a>>,
     schedule: Option<LrSchedule>,
+    precision: Option<Precision>,
     state: TrainingState,
 }
 
@@ -92,8 +94,19 @@ impl<'a> Trainer<'a> {
             checkpoints: None,
             callbacks: Vec::new(),
             schedule: None,
+            precision: None,
             state,
         }
+    }
+
+    /// Trains with the dense layers' products in `precision` (the network
+    /// keeps it afterwards, for its inference). Without this, the network's own
+    /// [`Network::precision`] is used. See [`Precision`]: in
+    /// [`Precision::Bf16`] the three products of each dense layer take bf16
+    /// operands; weights, gradients, optimizer state and losses stay `f32`.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = Some(precision);
+        self
     }
 
     /// Sets the learning rate before every step as `schedule` says, scaling the
@@ -167,6 +180,9 @@ impl<'a> Trainer<'a> {
     ) -> Result<History> {
         self.check_settings()?;
         net.check_features(&x, "fit: features")?;
+        if let Some(p) = self.precision {
+            net.set_precision(p);
+        }
         let rows = x.nrows();
         net.loss()
             .check_targets(&targets, net.outputs(), rows, "fit: targets")?;
@@ -215,6 +231,9 @@ impl<'a> Trainer<'a> {
             });
         }
         self.check_validation(net)?;
+        if let Some(p) = self.precision {
+            net.set_precision(p);
+        }
         let mut data = FromSource {
             source,
             batch: Batch::default(),
