@@ -28,8 +28,9 @@ use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::loss::Loss;
 use crate::network::BatchNormMode;
-use crate::network::Network;
+use crate::network::{Network, Predictor};
 use crate::optim::Optimizer;
+use crate::precision::Precision;
 use crate::targets::Targets;
 
 /// Distinct mini-batches generated per run and cycled through (as the peers do),
@@ -159,6 +160,9 @@ pub struct BenchConfig {
     /// Training in micro-batches of at most this many rows (see
     /// [`Network::train_step_micro`](crate::Network::train_step_micro)); `None` for the whole batch at once.
     pub micro_batch: Option<usize>,
+    /// The precision of the products ([`Precision::Bf16`]: bf16 operands, `f32`
+    /// sums; inference with the weights packed once, [`Network::predictor`]).
+    pub precision: Precision,
 }
 
 /// What a run measured; field names match the peers' benchmark script.
@@ -187,6 +191,8 @@ pub struct BenchResult {
     /// Training: the last step's loss (before its update). Inference: the mean
     /// cross-entropy of the last call's outputs.
     pub final_loss: Option<f32>,
+    /// The precision of the products.
+    pub precision: Precision,
 }
 
 impl BenchResult {
@@ -200,6 +206,7 @@ impl BenchResult {
     ///     workload: Workload::W1, threads: 1, batch: 256, steps: 10, warmup: 1,
     ///     samples_per_s: 1000.0, gflops: 3.2109, us_per_call_median: 256.0,
     ///     us_per_call_mean: 260.0, peak_rss_mb: None, final_loss: Some(f32::NAN),
+    ///     precision: feedforward::Precision::Bf16,
     /// };
     /// let v: serde_json::Value = serde_json::from_str(&r.to_json(Some(100.0))).unwrap();
     /// assert_eq!(v["final_loss"], serde_json::Value::Null);
@@ -207,6 +214,7 @@ impl BenchResult {
     /// assert_eq!(v["sgemm_fraction"], 0.0321);
     /// let back = BenchResult::from_json(&r.to_json(None))?;
     /// assert_eq!((back.workload, back.gflops, back.final_loss), (Workload::W1, 3.211, None));
+    /// assert_eq!(back.precision, feedforward::Precision::Bf16);
     /// # Ok::<(), feedforward::Error>(())
     /// ```
     pub fn to_json(&self, sgemm_gflops: Option<f64>) -> String {
@@ -230,6 +238,7 @@ impl BenchResult {
             "us_per_call_mean": rounded(self.us_per_call_mean, 2),
             "peak_rss_mb": self.peak_rss_mb.map(|v| rounded(v, 3)),
             "final_loss": self.final_loss.map(|v| rounded(f64::from(v), 6)),
+            "precision": self.precision.name(),
         });
         if let Some(s) = sgemm_gflops.filter(|&s| s > 0.0 && self.workload != Workload::Sgemm) {
             line["sgemm_fraction"] = rounded(self.gflops / s, 4).into();
@@ -256,12 +265,20 @@ impl BenchResult {
             us_per_call_mean: f64,
             peak_rss_mb: Option<f64>,
             final_loss: Option<f32>,
+            /// Absent in lines written before bf16: those ran in f32.
+            #[serde(default)]
+            precision: Option<String>,
         }
         let l: Line = serde_json::from_str(line)
             .map_err(|e| Error::Config(format!("a benchmark result line: {e}")))?;
         let workload = Workload::from_name(&l.workload)
             .ok_or_else(|| Error::Config(format!("unknown workload {:?}", l.workload)))?;
+        let precision = match l.precision {
+            Some(p) => p.parse().map_err(Error::Config)?,
+            None => Precision::F32,
+        };
         Ok(BenchResult {
+            precision,
             workload,
             threads: l.threads,
             batch: l.batch,
@@ -343,13 +360,23 @@ fn run_in_pool(config: &BenchConfig) -> Result<BenchResult> {
     } else {
         let data = Batches::new(w, batch, &mut rng);
         let mut net = network(w, config.seed)?;
+        net.set_precision(config.precision);
         let mut t = 0usize;
-        let mut call = || {
-            t += 1;
-            data.step(&mut net, (t - 1) % data.xs.len(), config)
-        };
         // The whole loop runs inside the pool: kernels start from a worker thread.
-        rayon::scope(|_| timer.measure(&mut call))?;
+        if w.is_training() {
+            let mut call = || {
+                t += 1;
+                data.train(&mut net, (t - 1) % data.xs.len(), config)
+            };
+            rayon::scope(|_| timer.measure(&mut call))?;
+        } else {
+            let predictor = net.predictor();
+            let mut call = || {
+                t += 1;
+                data.infer(&predictor, (t - 1) % data.xs.len())
+            };
+            rayon::scope(|_| timer.measure(&mut call))?;
+        }
     }
     Ok(timer.result(w, batch))
 }
@@ -407,6 +434,7 @@ impl Timer<'_> {
             us_per_call_mean: total / config.steps as f64 * 1e6,
             peak_rss_mb: peak_rss_mb(),
             final_loss: self.final_loss,
+            precision: config.precision,
         }
     }
 }
@@ -451,23 +479,25 @@ impl Batches {
         }
     }
 
-    /// One call on batch `k`: a training step (its loss), or inference (the
-    /// cross-entropy of its predictions).
-    fn step(&self, net: &mut Network, k: usize, config: &BenchConfig) -> Result<Option<f32>> {
+    /// A training step on batch `k`: its loss.
+    fn train(&self, net: &mut Network, k: usize, config: &BenchConfig) -> Result<Option<f32>> {
         let (x, classes) = (self.xs[k].view(), &self.classes[k]);
         let targets = if self.w == Workload::W2 {
             Targets::Values(self.values[k].view())
         } else {
             Targets::Classes(classes.view())
         };
-        if self.w.is_training() {
-            return match config.micro_batch {
-                Some(c) => net.train_step_micro(x, targets, c, BatchNormMode::Exact),
-                None => net.train_step(x, targets),
-            }
-            .map(Some);
+        match config.micro_batch {
+            Some(c) => net.train_step_micro(x, targets, c, BatchNormMode::Exact),
+            None => net.train_step(x, targets),
         }
-        let p = net.predict_proba(x)?;
+        .map(Some)
+    }
+
+    /// Inference on batch `k`: the cross-entropy of its predictions.
+    fn infer(&self, predictor: &Predictor<'_>, k: usize) -> Result<Option<f32>> {
+        let (x, classes) = (self.xs[k].view(), &self.classes[k]);
+        let p = predictor.predict_proba(x)?;
         let ce = p
             .rows()
             .into_iter()

@@ -1295,3 +1295,105 @@ fn init_starts_from_a_models_weights() {
         ],
     );
 }
+
+/// `--precision bf16` trains, evaluates, predicts and benchmarks with bf16
+/// products; the same run gives the same model bytes whatever instruction set
+/// computes them; an unknown precision is one clear error.
+#[test]
+fn bf16_precision_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    succeeds(&["data", "spiral", "--points", "60", "--out", s(&data)]);
+    let train = |out: &Path, isa: &str| {
+        let status = Command::new(env!("CARGO_BIN_EXE_feedforward"))
+            .args([
+                "train",
+                "--data",
+                s(&data),
+                "--out",
+                s(out),
+                "--epochs",
+                "30",
+            ])
+            .args(["--hidden", "32", "--precision", "bf16", "--seed", "3"])
+            .env("FEEDFORWARD_ISA", isa)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{isa}: {}", stderr(&status));
+    };
+    let best = dir.path().join("best.safetensors");
+    train(&best, "avx512bf16");
+    for isa in ["avx512", "avx2", "sse2"] {
+        if !feedforward::gemm::Isa::from_name(isa)
+            .unwrap()
+            .is_supported()
+        {
+            continue;
+        }
+        let other = dir.path().join(format!("{isa}.safetensors"));
+        train(&other, isa);
+        assert_eq!(
+            std::fs::read(&other).unwrap(),
+            std::fs::read(&best).unwrap(),
+            "bf16 training on {isa} gave other bytes"
+        );
+    }
+    let eval = |precision: &str| {
+        let out = succeeds(&[
+            "eval",
+            "--model",
+            s(&best),
+            "--data",
+            s(&data),
+            "--precision",
+            precision,
+            "--json",
+        ]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["accuracy"]
+            .as_f64()
+            .unwrap()
+    };
+    let (a16, a32) = (eval("bf16"), eval("f32"));
+    assert!(
+        a16 > 0.5 && (a16 - a32).abs() <= 0.02,
+        "bf16 {a16}, f32 {a32}"
+    );
+    let predicted = succeeds(&[
+        "predict",
+        "--model",
+        s(&best),
+        "--data",
+        s(&data),
+        "--precision",
+        "bf16",
+    ]);
+    assert_eq!(predicted.lines().count(), 181);
+    let bench = succeeds(&[
+        "bench",
+        "--workload",
+        "W3b",
+        "--threads",
+        "1",
+        "--steps",
+        "5",
+        "--warmup",
+        "0",
+        "--precision",
+        "bf16",
+        "--json",
+    ]);
+    let line: serde_json::Value = serde_json::from_str(bench.lines().last().unwrap()).unwrap();
+    assert_eq!(line["precision"], "bf16");
+    // A usage error, as clap reports them: exit code 2.
+    let out = ff(&[
+        "eval",
+        "--model",
+        s(&best),
+        "--data",
+        s(&data),
+        "--precision",
+        "fp8",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown precision \"fp8\": expected f32 or bf16"));
+}

@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 batch: None,
                 seed: 0,
                 micro_batch: None,
+                precision: feedforward::Precision::F32,
             };
             let result = bench::run(&config)?;
             if workload == Workload::Sgemm {

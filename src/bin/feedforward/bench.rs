@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// Seed for data and weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Precision of the products: f32, or bf16 (bf16 operands, f32 sums: on
+    /// VDPBF16PS where the CPU has AVX512-BF16, emulated to the same bits elsewhere).
+    #[arg(long, default_value = "f32")]
+    precision: feedforward::Precision,
     /// One JSON object per line per run, with the peers' field names.
     #[arg(long)]
     json: bool,
@@ -88,6 +92,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             batch: args.batch,
             seed: args.seed,
             micro_batch: args.micro_batch,
+            precision: args.precision,
         };
         let result = bench::run(&config).map_err(|e| e.to_string())?;
         outln!("{}", result.to_json(None));
@@ -136,6 +141,8 @@ fn run_child(
         &t.to_string(),
         "--seed",
         &args.seed.to_string(),
+        "--precision",
+        args.precision.name(),
     ]);
     for (flag, v) in [
         ("--steps", args.steps),
@@ -165,8 +172,9 @@ fn run_child(
 
 fn human(r: &BenchResult, sgemm: Option<f64>) -> String {
     let mut s = format!(
-        "{:<5} threads {} batch {:>5}  ",
+        "{:<5} {} threads {} batch {:>5}  ",
         r.workload.name(),
+        r.precision,
         r.threads,
         r.batch
     );

@@ -20,6 +20,10 @@ pub struct EvalArgs {
     /// Threads for rayon and BLAS [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Precision of the products: f32, or bf16 (bf16 operands, f32 sums; the
+    /// weights rounded and packed once).
+    #[arg(long, default_value = "f32")]
+    precision: feedforward::Precision,
     /// One JSON object: loss, accuracy, per-class precision and recall, confusion matrix.
     #[arg(long)]
     json: bool,
@@ -30,17 +34,19 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(t) = args.threads {
         feedforward::set_threads(t)?;
     }
-    let m = model::load(&args.model)?;
+    let mut m = model::load(&args.model)?;
+    m.network.set_precision(args.precision);
     let net = &m.network;
+    let predictor = net.predictor();
     let data = args.data.read(&args.data.data)?;
     let x = features_for(&data, net, m.standardizer.as_ref())?;
     let y = targets_for(&data, net.loss(), net.outputs())?;
-    let eval = net.evaluate(x.view(), y.view())?;
+    let eval = predictor.evaluate(x.view(), y.view())?;
     // Classes: softmax outputs, or 0/1 for one sigmoid output.
     let confusion = match (net.loss(), y.classes()) {
         (Loss::CategoricalCrossEntropy | Loss::BinaryCrossEntropy, Some(truth)) => {
             let k = net.outputs().max(2);
-            let predicted = net.predict(x.view())?;
+            let predicted = predictor.predict(x.view())?;
             let mut c = vec![vec![0usize; k]; k];
             for (&t, &p) in truth.iter().zip(&predicted) {
                 c[t][p] += 1;

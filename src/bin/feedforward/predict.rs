@@ -26,6 +26,10 @@ pub struct PredictArgs {
     /// Threads for rayon and BLAS [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Precision of the products: f32, or bf16 (bf16 operands, f32 sums; the
+    /// weights rounded and packed once).
+    #[arg(long, default_value = "f32")]
+    precision: feedforward::Precision,
 }
 
 /// Predicts and writes `predicted,p0,p1,...` (classes) or `y0,y1,...` (regression).
@@ -33,8 +37,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if let Some(t) = args.threads {
         feedforward::set_threads(t)?;
     }
-    let m = model::load(&args.model)?;
+    let mut m = model::load(&args.model)?;
+    m.network.set_precision(args.precision);
     let net = &m.network;
+    let predictor = net.predictor();
     let path = &args.data.data;
     // Features only; a CSV with exactly the label columns more than the model's
     // inputs has them split off.
@@ -47,7 +53,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     }
     args.data.drop_non_finite(&mut data);
     let x = features_for(&data, net, m.standardizer.as_ref())?;
-    let p = net.predict_proba(x.view())?;
+    let p = predictor.predict_proba(x.view())?;
 
     let mut w = csv::Writer::from_writer(Vec::new());
     let k = p.ncols();
@@ -63,7 +69,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             .collect(),
     };
     w.write_record(&header)?;
-    let classes = net.predict(x.view())?;
+    let classes = predictor.predict(x.view())?;
     for (i, row) in p.rows().into_iter().enumerate() {
         let mut fields: Vec<String> = Vec::with_capacity(header.len());
         match net.loss() {

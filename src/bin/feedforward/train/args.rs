@@ -123,6 +123,10 @@ pub struct TrainArgs {
     /// Threads for rayon and BLAS [default: all cores].
     #[arg(long)]
     pub(super) threads: Option<usize>,
+    /// Precision of the dense layers' products: f32, or bf16 (bf16 operands,
+    /// f32 sums; weights, gradients and optimizer state stay f32).
+    #[arg(long, default_value = "f32")]
+    pub(super) precision: feedforward::Precision,
     /// Stop when the validation loss (training loss without validation data) has
     /// not improved for this many epochs; the model written is then the best
     /// epoch's.

@@ -334,7 +334,10 @@ impl Run<'_> {
             },
             ..FitConfig::default()
         };
-        let mut trainer = Trainer::new(config).resume(state).callback(self.report);
+        let mut trainer = Trainer::new(config)
+            .precision(self.args.precision)
+            .resume(state)
+            .callback(self.report);
         if let Some(schedule) = &settings.schedule {
             trainer = trainer.schedule(schedule.clone());
         }
