@@ -33,9 +33,11 @@ fn bits(c: &Array2<f32>) -> Vec<u32> {
 }
 
 /// (m, k, n): edges of every tile, odd k, several blocks of k, few rows.
-const SHAPES: [(usize, usize, usize); 8] = [
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 1, 1),
     (1, 785, 70),
+    (1, 200, 700),
+    (2, 131, 300),
     (3, 300, 33),
     (4, 64, 512),
     (13, 45, 31),

@@ -84,7 +84,30 @@ unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usiz
         let last = first + pairs == total;
         let panel = &p.b[first * slivers * NR..(first + pairs) * slivers * NR];
         let add = p.accumulate || q > 0;
-        for s in run.clone() {
+        // A few rows (batch-1 inference): several slivers per tile, so that
+        // enough independent sums are in flight to hide the latency.
+        let group = match mc {
+            1 | 2 => 4,
+            3 | 4 => 2,
+            _ => 1,
+        };
+        let mut s = run.start;
+        while s < run.end {
+            if group > 1 && s + group <= run.end && (s + group) * NR <= p.n && p.c.cs == 1 {
+                // SAFETY: rows i0..i0 + mc and the group's full slivers lie
+                // inside the operands, as the caller guarantees.
+                unsafe {
+                    let a = p.a.as_ptr().add(i0 * p.a_stride + first);
+                    let b = panel[s * pairs * NR..].as_ptr();
+                    let c = p.c.offset(i0, s * NR);
+                    few_rows(mc, pairs, a, p.a_stride, b, c, add);
+                    if last && let Some(e) = p.epilogue {
+                        e.apply_block(c, mc, group * NR, s * NR);
+                    }
+                }
+                s += group;
+                continue;
+            }
             let b = panel[s * pairs * NR..].as_ptr();
             let (j0, nr) = (s * NR, NR.min(p.n - s * NR));
             for r0 in (0..mc).step_by(MR) {
@@ -99,6 +122,85 @@ unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usiz
                     if last && let Some(e) = p.epilogue {
                         e.apply_block(c, mr, nr, j0);
                     }
+                }
+            }
+            s += 1;
+        }
+    }
+}
+
+/// [`wide_tile`] for `rows ≤ 4` rows: 4 slivers for 1 or 2 rows, 2 for 3 or 4.
+///
+/// # Safety
+/// As [`wide_tile`].
+#[inline(always)]
+unsafe fn few_rows(
+    rows: usize,
+    pairs: usize,
+    a: *const u32,
+    a_stride: usize,
+    b: *const u32,
+    c: MatMut,
+    add: bool,
+) {
+    // SAFETY (every arm): as the caller guarantees.
+    unsafe {
+        match rows {
+            1 => wide_tile::<1, 4>(pairs, a, a_stride, b, c, add),
+            2 => wide_tile::<2, 4>(pairs, a, a_stride, b, c, add),
+            3 => wide_tile::<3, 2>(pairs, a, a_stride, b, c, add),
+            4 => wide_tile::<4, 2>(pairs, a, a_stride, b, c, add),
+            _ => unreachable!("few_rows takes at most 4 rows"),
+        }
+    }
+}
+
+/// `C[0..R, 0..S·NR] ← (C +) A_rows · (S consecutive B slivers)`: [`tile`]
+/// over several slivers at once, each element summed in the same order.
+///
+/// # Safety
+/// As [`tile`], with `S` full slivers of `pairs` lines each from `b`, and C
+/// row-major over `R × S·NR`.
+#[inline(always)]
+unsafe fn wide_tile<const R: usize, const S: usize>(
+    pairs: usize,
+    a: *const u32,
+    a_stride: usize,
+    b: *const u32,
+    c: MatMut,
+    add: bool,
+) {
+    // SAFETY (whole body): inside the operands, as the caller guarantees.
+    unsafe {
+        let mut acc = [[[_mm512_setzero_ps(); 2]; S]; R];
+        let sliver = pairs * NR;
+        for p in 0..pairs {
+            let mut bv: [[__m512bh; 2]; S] = std::mem::zeroed();
+            for (t, v) in bv.iter_mut().enumerate() {
+                let line = b.add(t * sliver + p * NR);
+                v[0] = std::mem::transmute(_mm512_loadu_si512(line.cast()));
+                v[1] = std::mem::transmute(_mm512_loadu_si512(line.add(16).cast()));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = *a.add(i * a_stride + p);
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(ai as i32));
+                for (t, pair) in row.iter_mut().enumerate() {
+                    pair[0] = _mm512_dpbf16_ps(pair[0], av, bv[t][0]);
+                    pair[1] = _mm512_dpbf16_ps(pair[1], av, bv[t][1]);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            let ci = c.ptr.offset(i as isize * c.rs);
+            for (t, pair) in row.iter().enumerate() {
+                for (w, &v) in pair.iter().enumerate() {
+                    let cw = ci.add(t * NR + 16 * w);
+                    let sum: __m512 = if add {
+                        _mm512_add_ps(_mm512_loadu_ps(cw), v)
+                    } else {
+                        v
+                    };
+                    _mm512_storeu_ps(cw, sum);
                 }
             }
         }

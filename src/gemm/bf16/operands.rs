@@ -68,6 +68,51 @@ unsafe fn at_or_zero(m: MatRef, i: usize, j: usize) -> f32 {
     }
 }
 
+/// Elements of an operand from which its conversion is split over threads.
+const PARALLEL_CONVERT: usize = 1 << 16;
+
+/// Pairs per strip when a transposed operand is converted: one cache line.
+const STRIP: usize = 16;
+
+/// Makes `out` at least `len` long (its old contents are overwritten, not cleared).
+fn ensure_len(out: &mut Vec<u32>, len: usize) {
+    if out.len() < len {
+        out.resize(len, 0);
+    }
+}
+
+/// Runs `f(index, chunk)` over `chunk`-sized pieces of `out`, on rayon when
+/// the operand has `elements ≥ PARALLEL_CONVERT`.
+fn for_chunks<T: Send>(
+    out: &mut [T],
+    chunk: usize,
+    elements: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    if elements >= PARALLEL_CONVERT && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(chunk.max(1))
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(chunk.max(1))
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    }
+}
+
+/// Column `j` of `m` from row `from` to `to` (exclusive, at most `m.rows`), for
+/// an `m` whose columns are contiguous (`rs = 1`).
+///
+/// # Safety
+/// `m` must be valid, with `rs = 1`, and `from ≤ to ≤ m.rows`, `j < m.cols`.
+unsafe fn column<'a>(m: MatRef, j: usize, from: usize, to: usize) -> &'a [f32] {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        std::slice::from_raw_parts(m.ptr.offset(j as isize * m.cs + from as isize), to - from)
+    }
+}
+
 /// A (`m × k`) as rows of pairs, [`pair_row_stride`] pairs apart, into `out`.
 ///
 /// # Safety
@@ -76,72 +121,133 @@ pub(crate) unsafe fn pairs_of_rows(a: MatRef, out: &mut Vec<u32>) {
     let (m, k) = (a.rows, a.cols);
     let stride = pair_row_stride(k);
     let pairs = padded_depth(k) / 2;
-    out.clear();
-    out.resize(m * stride, 0);
+    ensure_len(out, m * stride);
+    let out = &mut out[..m * stride];
     if a.cs == 1 {
-        for i in 0..m {
+        for_chunks(out, stride, m * k, |i, row_out| {
+            let a = a; // the whole matrix (Sync), not its pointer field
             // SAFETY: row i holds k contiguous floats.
             let row = unsafe { std::slice::from_raw_parts(a.ptr.offset(i as isize * a.rs), k) };
-            convert::row_pairs(row, &mut out[i * stride..i * stride + pairs]);
-        }
+            convert::row_pairs(row, &mut row_out[..pairs]);
+        });
+    } else if a.rs == 1 {
+        // Steps 2p and 2p + 1 are columns of A, contiguous: interleave them
+        // for a block of rows, a strip of STRIP pairs at a time, then copy
+        // each row's strip (one cache line) into place.
+        let rows_per_task = 256;
+        for_chunks(out, rows_per_task * stride, m * k, |t, rows_out| {
+            let a = a; // the whole matrix (Sync), not its pointer field
+            let (i0, count) = (t * rows_per_task, rows_out.len() / stride);
+            let mut strip = vec![0u32; STRIP * count];
+            let zeros = vec![0.0f32; count];
+            for p0 in (0..pairs).step_by(STRIP) {
+                let width = STRIP.min(pairs - p0);
+                for q in 0..width {
+                    let step = 2 * (p0 + q);
+                    // SAFETY: columns `step` (and `step + 1` when < k) of A.
+                    let (even, odd) = unsafe {
+                        let even = column(a, step, i0, i0 + count);
+                        let odd = if step + 1 < k {
+                            column(a, step + 1, i0, i0 + count)
+                        } else {
+                            &zeros[..]
+                        };
+                        (even, odd)
+                    };
+                    convert::interleave_pairs(even, odd, &mut strip[q * count..(q + 1) * count]);
+                }
+                for r in 0..count {
+                    let line = &mut rows_out[r * stride + p0..r * stride + p0 + width];
+                    for (q, v) in line.iter_mut().enumerate() {
+                        *v = strip[q * count + r];
+                    }
+                }
+            }
+        });
     } else {
-        // Steps 2p and 2p + 1 of every row are two lines of the transpose:
-        // interleave them a line at a time.
-        let mut line = vec![0u32; m];
-        for p in 0..pairs {
-            for (i, v) in line.iter_mut().enumerate() {
+        for (i, row_out) in out.chunks_mut(stride).enumerate() {
+            for (p, v) in row_out[..pairs].iter_mut().enumerate() {
                 // SAFETY: (i, 2p) and (i, 2p + 1) lie inside A, or are padding.
                 *v = unsafe { pair(at_or_zero(a, i, 2 * p), at_or_zero(a, i, 2 * p + 1)) };
-            }
-            for (i, &v) in line.iter().enumerate() {
-                out[i * stride + p] = v;
             }
         }
     }
 }
 
 /// B (`k × n`) packed for the kernel, into `out`: block by block of `k`
-/// ([`pair_blocks`]), sliver by sliver of [`NR`] columns (the last padded with
-/// zeros), pair by pair; `out` holds `k'/2 · slivers · NR` pairs.
+/// ([`pair_blocks`]), sliver by sliver of [`NR`] columns, pair by pair;
+/// `out` holds `k'/2 · slivers · NR` pairs. The last sliver's columns past
+/// `n` hold whatever was there: the kernel computes them but never stores them.
 ///
 /// # Safety
 /// `b` must be valid over its shape and strides.
 pub(crate) unsafe fn pack_b(b: MatRef, out: &mut Vec<u32>) {
     let (k, n) = (b.rows, b.cols);
     let slivers = n.div_ceil(NR);
-    out.clear();
-    out.resize(padded_depth(k) / 2 * slivers * NR, 0);
+    let len = padded_depth(k) / 2 * slivers * NR;
+    ensure_len(out, len);
     let mut at_pair = 0;
     for (first, pairs) in pair_blocks(k) {
         let block = &mut out[at_pair * slivers * NR..(at_pair + pairs) * slivers * NR];
-        for s in 0..slivers {
-            let sliver = &mut block[s * pairs * NR..(s + 1) * pairs * NR];
-            let (j0, width) = (s * NR, NR.min(n - s * NR));
-            for p in 0..pairs {
-                let line = &mut sliver[p * NR..p * NR + width];
-                let step = 2 * (first + p);
-                if b.cs == 1 && step + 1 < k {
-                    // SAFETY: rows `step` and `step + 1` hold n contiguous floats.
-                    let (even, odd) = unsafe {
-                        let even = b.ptr.offset(step as isize * b.rs + j0 as isize);
-                        let odd = even.offset(b.rs);
-                        (
-                            std::slice::from_raw_parts(even, width),
-                            std::slice::from_raw_parts(odd, width),
-                        )
-                    };
-                    convert::interleave_pairs(even, odd, line);
-                } else {
-                    for (j, v) in line.iter_mut().enumerate() {
-                        // SAFETY: inside B, or padding.
-                        *v = unsafe {
-                            pair(at_or_zero(b, step, j0 + j), at_or_zero(b, step + 1, j0 + j))
-                        };
-                    }
+        for_chunks(block, pairs * NR, k * n, |s, sliver| {
+            let b = b; // the whole matrix (Sync), not its pointer field
+            // SAFETY: as the caller guarantees.
+            unsafe { pack_b_sliver(b, first, pairs, s, sliver) }
+        });
+        at_pair += pairs;
+    }
+}
+
+/// Sliver `s` of the block of `pairs` pairs from pair `first` (see [`pack_b`]).
+///
+/// # Safety
+/// As [`pack_b`].
+unsafe fn pack_b_sliver(b: MatRef, first: usize, pairs: usize, s: usize, sliver: &mut [u32]) {
+    let (k, n) = (b.rows, b.cols);
+    let (j0, width) = (s * NR, NR.min(n - s * NR));
+    if b.rs == 1 && b.cs != 1 {
+        // Bᵀ is row-major (B = Wᵀ): each column of B is a row of pairs.
+        // Convert the sliver's columns over the block, then transpose them
+        // into lines of NR pairs.
+        let mut columns = [0u32; NR * 128];
+        let (from, to) = (2 * first, (2 * (first + pairs)).min(k));
+        for p0 in (0..pairs).step_by(128) {
+            let count = 128.min(pairs - p0);
+            let (lo, hi) = (from + 2 * p0, (from + 2 * (p0 + count)).min(to));
+            for jj in 0..width {
+                // SAFETY: column j0 + jj of B, rows lo..hi.
+                let col = unsafe { column(b, j0 + jj, lo, hi) };
+                convert::row_pairs(col, &mut columns[jj * 128..jj * 128 + count]);
+            }
+            for p in 0..count {
+                let line = &mut sliver[(p0 + p) * NR..(p0 + p) * NR + width];
+                for (jj, v) in line.iter_mut().enumerate() {
+                    *v = columns[jj * 128 + p];
                 }
             }
         }
-        at_pair += pairs;
+        return;
+    }
+    for p in 0..pairs {
+        let line = &mut sliver[p * NR..p * NR + width];
+        let step = 2 * (first + p);
+        if b.cs == 1 && step + 1 < k {
+            // SAFETY: rows `step` and `step + 1` hold n contiguous floats.
+            let (even, odd) = unsafe {
+                let even = b.ptr.offset(step as isize * b.rs + j0 as isize);
+                let odd = even.offset(b.rs);
+                (
+                    std::slice::from_raw_parts(even, width),
+                    std::slice::from_raw_parts(odd, width),
+                )
+            };
+            convert::interleave_pairs(even, odd, line);
+        } else {
+            for (j, v) in line.iter_mut().enumerate() {
+                // SAFETY: inside B, or padding.
+                *v = unsafe { pair(at_or_zero(b, step, j0 + j), at_or_zero(b, step + 1, j0 + j)) };
+            }
+        }
     }
 }
 
@@ -171,14 +277,17 @@ pub(crate) unsafe fn swapped_copy(m: MatRef, depth: Depth, out: &mut Vec<f32>) -
     let partner = |x: usize| x ^ 1;
     if column_major {
         for j in 0..cols {
-            for i in 0..rows {
-                let (si, sj) = if depth == Depth::Rows {
-                    (partner(i), j)
-                } else {
-                    (i, partner(j))
-                };
-                // SAFETY: inside m, or padding.
-                out[j * rows + i] = round_to_bf16(unsafe { at_or_zero(m, si, sj) });
+            let line = &mut out[j * rows..(j + 1) * rows];
+            match depth {
+                // Column j of the copy is column j of m, its pairs swapped.
+                // SAFETY: column j of m, all its rows.
+                Depth::Rows => convert::swapped_row(unsafe { column(m, j, 0, m.rows) }, line),
+                // Column j of the copy is column partner(j) of m (or padding).
+                Depth::Columns if partner(j) < m.cols => {
+                    // SAFETY: column partner(j) of m.
+                    convert::rounded_row(unsafe { column(m, partner(j), 0, m.rows) }, line)
+                }
+                Depth::Columns => line.fill(0.0),
             }
         }
     } else {
