@@ -20,8 +20,8 @@
 //! for any thread count, and equal to the emulation's.
 
 use std::arch::x86_64::{
-    __m512, __m512bh, _mm512_add_ps, _mm512_dpbf16_ps, _mm512_loadu_ps, _mm512_loadu_si512,
-    _mm512_set1_epi32, _mm512_setzero_ps, _mm512_storeu_ps,
+    __m512, __m512bh, __m512i, _mm512_add_ps, _mm512_dpbf16_ps, _mm512_loadu_ps,
+    _mm512_loadu_si512, _mm512_set1_epi32, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 use super::operands::{NR, padded_depth, pair_blocks};
@@ -178,12 +178,12 @@ unsafe fn wide_tile<const R: usize, const S: usize>(
             let mut bv: [[__m512bh; 2]; S] = std::mem::zeroed();
             for (t, v) in bv.iter_mut().enumerate() {
                 let line = b.add(t * sliver + p * NR);
-                v[0] = std::mem::transmute(_mm512_loadu_si512(line.cast()));
-                v[1] = std::mem::transmute(_mm512_loadu_si512(line.add(16).cast()));
+                v[0] = bh(_mm512_loadu_si512(line.cast()));
+                v[1] = bh(_mm512_loadu_si512(line.add(16).cast()));
             }
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = *a.add(i * a_stride + p);
-                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(ai as i32));
+                let av: __m512bh = bh(_mm512_set1_epi32(ai as i32));
                 for (t, pair) in row.iter_mut().enumerate() {
                     pair[0] = _mm512_dpbf16_ps(pair[0], av, bv[t][0]);
                     pair[1] = _mm512_dpbf16_ps(pair[1], av, bv[t][1]);
@@ -205,6 +205,13 @@ unsafe fn wide_tile<const R: usize, const S: usize>(
             }
         }
     }
+}
+
+/// 32 bf16 values as `VDPBF16PS` takes them, from 16 pairs.
+#[inline(always)]
+fn bh(v: __m512i) -> __m512bh {
+    // SAFETY: both are 64 bytes of plain bits.
+    unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
 }
 
 /// [`tile`] for `rows ≤ MR` rows, chosen at run time among the exact-size kernels.
@@ -261,11 +268,11 @@ unsafe fn tile<const R: usize>(
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         for p in 0..pairs {
             let line = b.add(p * NR);
-            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(line.cast()));
-            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(line.add(16).cast()));
+            let b0: __m512bh = bh(_mm512_loadu_si512(line.cast()));
+            let b1: __m512bh = bh(_mm512_loadu_si512(line.add(16).cast()));
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = *a.add(i * a_stride + p);
-                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(ai as i32));
+                let av: __m512bh = bh(_mm512_set1_epi32(ai as i32));
                 row[0] = _mm512_dpbf16_ps(row[0], av, b0);
                 row[1] = _mm512_dpbf16_ps(row[1], av, b1);
             }

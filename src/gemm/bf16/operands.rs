@@ -125,9 +125,10 @@ pub(crate) unsafe fn pairs_of_rows(a: MatRef, out: &mut Vec<u32>) {
     let out = &mut out[..m * stride];
     if a.cs == 1 {
         for_chunks(out, stride, m * k, |i, row_out| {
-            let a = a; // the whole matrix (Sync), not its pointer field
+            let matrix = a; // the whole matrix (Sync), not its pointer field
             // SAFETY: row i holds k contiguous floats.
-            let row = unsafe { std::slice::from_raw_parts(a.ptr.offset(i as isize * a.rs), k) };
+            let row =
+                unsafe { std::slice::from_raw_parts(matrix.ptr.offset(i as isize * matrix.rs), k) };
             convert::row_pairs(row, &mut row_out[..pairs]);
         });
     } else if a.rs == 1 {
@@ -136,7 +137,6 @@ pub(crate) unsafe fn pairs_of_rows(a: MatRef, out: &mut Vec<u32>) {
         // each row's strip (one cache line) into place.
         let rows_per_task = 256;
         for_chunks(out, rows_per_task * stride, m * k, |t, rows_out| {
-            let a = a; // the whole matrix (Sync), not its pointer field
             let (i0, count) = (t * rows_per_task, rows_out.len() / stride);
             let mut strip = vec![0u32; STRIP * count];
             let zeros = vec![0.0f32; count];
@@ -190,9 +190,9 @@ pub(crate) unsafe fn pack_b(b: MatRef, out: &mut Vec<u32>) {
     for (first, pairs) in pair_blocks(k) {
         let block = &mut out[at_pair * slivers * NR..(at_pair + pairs) * slivers * NR];
         for_chunks(block, pairs * NR, k * n, |s, sliver| {
-            let b = b; // the whole matrix (Sync), not its pointer field
+            let matrix = b; // the whole matrix (Sync), not its pointer field
             // SAFETY: as the caller guarantees.
-            unsafe { pack_b_sliver(b, first, pairs, s, sliver) }
+            unsafe { pack_b_sliver(matrix, first, pairs, s, sliver) }
         });
         at_pair += pairs;
     }
