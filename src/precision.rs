@@ -14,8 +14,8 @@ use std::fmt;
 /// emulated exactly, at about the `f32` speed.
 ///
 /// ```
-/// use feedforward::{Network, Precision};
-/// let mut net = Network::builder(2).dense(8).relu().dense(1).build()?;
+/// use feedforward::{Activation::*, Network, Precision};
+/// let mut net = Network::builder(2).dense(8, Relu).dense(1, Identity).build()?;
 /// assert_eq!(net.precision(), Precision::F32);
 /// net.set_precision(Precision::Bf16);
 /// assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));

@@ -14,6 +14,9 @@
 //!
 //! [`mod@reference`] is a plain triple loop that the tests compare both against.
 //!
+//! [`bf16`] holds the products with bfloat16 operands and `f32` sums
+//! ([`crate::Precision::Bf16`]), the same bits on every instruction set.
+//!
 //! # The crate's own kernel
 //!
 //! `loops.rs` holds the five loops, `pack.rs` the packing, `small.rs` the

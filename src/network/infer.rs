@@ -141,9 +141,9 @@ impl Network {
     /// own methods.
     ///
     /// ```
-    /// use feedforward::{Network, Precision};
+    /// use feedforward::{Activation::*, Network, Precision};
     /// use ndarray::array;
-    /// let mut net = Network::builder(2).dense(8).relu().dense(3).softmax().build()?;
+    /// let mut net = Network::builder(2).dense(8, Relu).dense(3, Softmax).build()?;
     /// net.set_precision(Precision::Bf16);
     /// let x = array![[0.5f32, -1.0], [2.0, 0.25]];
     /// let predictor = net.predictor();
