@@ -1,10 +1,10 @@
 //! The bf16 product on `VDPBF16PS` (AVX512-BF16): 12 × 32 tiles, two steps of
 //! `k` per instruction.
 //!
-//! A is read in place as rows of pairs ([`super::operands::pairs_of_rows`]); B
-//! is packed in slivers ([`super::operands::pack_b`]), or was packed once
-//! ([`super::PackedWeights`]). The loops are those of the `f32` kernel without
-//! the packing of A:
+//! A is packed in slivers of 12 rows ([`super::operands::pack_a`]), all of
+//! `k` at once; B in slivers of 32 columns ([`super::operands::pack_b`]), or
+//! once for all calls ([`super::PackedWeights`]). The loops are those of the
+//! `f32` kernel:
 //!
 //! ```text
 //! for each task (a block of rows × a run of B slivers), on rayon:
@@ -28,16 +28,16 @@ use super::operands::{NR, padded_depth, pair_blocks};
 use crate::gemm::loops::{RowBlocks, run_tasks};
 use crate::gemm::{Epilogue, MatMut, Parallelism};
 
-/// Rows per tile.
-const MR: usize = 12;
+use super::operands::MR;
 /// Rows per task block (its A rows stay in L2 across the B slivers).
 const MC: usize = MR * 16;
 
 /// A bf16 product as the tasks see it.
 pub(crate) struct Product<'a> {
-    /// A as rows of pairs, `a_stride` pairs apart.
+    /// A packed by [`super::operands::pack_a`]: slivers of [`MR`] rows,
+    /// `a_sliver` pairs each.
     pub a: &'a [u32],
-    pub a_stride: usize,
+    pub a_sliver: usize,
     pub m: usize,
     pub k: usize,
     pub n: usize,
@@ -97,10 +97,10 @@ unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usiz
                 // SAFETY: rows i0..i0 + mc and the group's full slivers lie
                 // inside the operands, as the caller guarantees.
                 unsafe {
-                    let a = p.a.as_ptr().add(i0 * p.a_stride + first);
+                    let a = p.a.as_ptr().add(i0 / MR * p.a_sliver + first * MR);
                     let b = panel[s * pairs * NR..].as_ptr();
                     let c = p.c.offset(i0, s * NR);
-                    few_rows(mc, pairs, a, p.a_stride, b, c, add);
+                    few_rows(mc, pairs, a, b, c, add);
                     if last && let Some(e) = p.epilogue {
                         e.apply_block(c, mc, group * NR, s * NR);
                     }
@@ -116,9 +116,9 @@ unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usiz
                 // SAFETY: rows i..i + mr of A and C and the sliver's columns
                 // lie inside the operands, as the caller guarantees.
                 unsafe {
-                    let a = p.a.as_ptr().add(i * p.a_stride + first);
+                    let a = p.a.as_ptr().add(i / MR * p.a_sliver + first * MR);
                     let c = p.c.offset(i, j0);
-                    tile_rows(mr, pairs, a, p.a_stride, b, c, nr, add);
+                    tile_rows(mr, pairs, a, b, c, nr, add);
                     if last && let Some(e) = p.epilogue {
                         e.apply_block(c, mr, nr, j0);
                     }
@@ -134,22 +134,14 @@ unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usiz
 /// # Safety
 /// As [`wide_tile`].
 #[inline(always)]
-unsafe fn few_rows(
-    rows: usize,
-    pairs: usize,
-    a: *const u32,
-    a_stride: usize,
-    b: *const u32,
-    c: MatMut,
-    add: bool,
-) {
+unsafe fn few_rows(rows: usize, pairs: usize, a: *const u32, b: *const u32, c: MatMut, add: bool) {
     // SAFETY (every arm): as the caller guarantees.
     unsafe {
         match rows {
-            1 => wide_tile::<1, 4>(pairs, a, a_stride, b, c, add),
-            2 => wide_tile::<2, 4>(pairs, a, a_stride, b, c, add),
-            3 => wide_tile::<3, 2>(pairs, a, a_stride, b, c, add),
-            4 => wide_tile::<4, 2>(pairs, a, a_stride, b, c, add),
+            1 => wide_tile::<1, 4>(pairs, a, b, c, add),
+            2 => wide_tile::<2, 4>(pairs, a, b, c, add),
+            3 => wide_tile::<3, 2>(pairs, a, b, c, add),
+            4 => wide_tile::<4, 2>(pairs, a, b, c, add),
             _ => unreachable!("few_rows takes at most 4 rows"),
         }
     }
@@ -165,7 +157,6 @@ unsafe fn few_rows(
 unsafe fn wide_tile<const R: usize, const S: usize>(
     pairs: usize,
     a: *const u32,
-    a_stride: usize,
     b: *const u32,
     c: MatMut,
     add: bool,
@@ -182,7 +173,7 @@ unsafe fn wide_tile<const R: usize, const S: usize>(
                 v[1] = bh(_mm512_loadu_si512(line.add(16).cast()));
             }
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = *a.add(i * a_stride + p);
+                let ai = *a.add(p * MR + i);
                 let av: __m512bh = bh(_mm512_set1_epi32(ai as i32));
                 for (t, pair) in row.iter_mut().enumerate() {
                     pair[0] = _mm512_dpbf16_ps(pair[0], av, bv[t][0]);
@@ -224,7 +215,6 @@ unsafe fn tile_rows(
     rows: usize,
     pairs: usize,
     a: *const u32,
-    a_stride: usize,
     b: *const u32,
     c: MatMut,
     nr: usize,
@@ -234,7 +224,7 @@ unsafe fn tile_rows(
         ($($r:literal)*) => {
             match rows {
                 // SAFETY (every arm): as the caller guarantees for `rows` rows.
-                $($r => unsafe { tile::<$r>(pairs, a, a_stride, b, c, nr, add) },)*
+                $($r => unsafe { tile::<$r>(pairs, a, b, c, nr, add) },)*
                 _ => unreachable!("a tile has at most MR rows"),
             }
         };
@@ -244,7 +234,7 @@ unsafe fn tile_rows(
 
 /// `C[0..R, 0..nr] ← (C +) A_rows · B_sliver` over `pairs` pairs of steps.
 ///
-/// Row `i` of A's pairs is at `a + i·a_stride`; the B sliver holds `pairs`
+/// Pair `p` of A's row `i` is at `a + p·MR + i` (a packed sliver); the B sliver holds `pairs`
 /// lines of [`NR`] pairs. A full-width tile of a row-major C is stored
 /// straight from the registers; any other goes through a local buffer, with
 /// the same additions.
@@ -256,7 +246,6 @@ unsafe fn tile_rows(
 unsafe fn tile<const R: usize>(
     pairs: usize,
     a: *const u32,
-    a_stride: usize,
     b: *const u32,
     c: MatMut,
     nr: usize,
@@ -271,7 +260,7 @@ unsafe fn tile<const R: usize>(
             let b0: __m512bh = bh(_mm512_loadu_si512(line.cast()));
             let b1: __m512bh = bh(_mm512_loadu_si512(line.add(16).cast()));
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = *a.add(i * a_stride + p);
+                let ai = *a.add(p * MR + i);
                 let av: __m512bh = bh(_mm512_set1_epi32(ai as i32));
                 row[0] = _mm512_dpbf16_ps(row[0], av, b0);
                 row[1] = _mm512_dpbf16_ps(row[1], av, b1);

@@ -2,10 +2,9 @@
 //!
 //! `k` is padded to an even depth `k'` with zeros (a pair needs two steps).
 //!
-//! - For `VDPBF16PS` ([`pairs_of_rows`], [`pack_b`]): A as rows of pairs (row
-//!   `i`'s pair `p` holds steps `2p` and `2p + 1`), read in place by the kernel;
-//!   B packed in slivers of [`NR`] columns per block of `k`, each pair of steps
-//!   one line of `NR` pairs.
+//! - For `VDPBF16PS` ([`pack_a`], [`pack_b`]): A in slivers of [`MR`] rows,
+//!   each pair of steps (`2p`, `2p + 1`) one line of `MR` pairs; B in slivers
+//!   of [`NR`] columns per block of `k`, each pair of steps one line of `NR` pairs.
 //! - For the emulation ([`swapped_copy`]): `f32` copies of A and B rounded to
 //!   bf16 with the two steps of every pair swapped, so that an ordinary `f32`
 //!   product, summing in `k` order, adds the odd step before the even one, as
@@ -17,6 +16,9 @@ use crate::gemm::loops::depth_block;
 
 /// Columns of a B sliver: two vectors of 16 lanes.
 pub(crate) const NR: usize = 32;
+
+/// Rows of an A sliver: the rows of a tile.
+pub(crate) const MR: usize = 12;
 
 /// `k` rounded up to even.
 pub(crate) fn padded_depth(k: usize) -> usize {
@@ -30,18 +32,6 @@ pub(crate) fn pair_blocks(k: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..depth)
         .step_by(block.max(1))
         .map(move |start| (start / 2, block.min(depth - start) / 2))
-}
-
-/// The row stride, in pairs, of A as rows of pairs: `k'/2` and, when that puts
-/// rows a multiple of 4 KiB apart (where the rows of a tile would share cache
-/// sets), one line more.
-pub(crate) fn pair_row_stride(k: usize) -> usize {
-    let pairs = padded_depth(k) / 2;
-    if (pairs * 4).is_multiple_of(4096) {
-        pairs + 16
-    } else {
-        pairs
-    }
 }
 
 /// Element `(i, j)` of `m`.
@@ -70,9 +60,6 @@ unsafe fn at_or_zero(m: MatRef, i: usize, j: usize) -> f32 {
 
 /// Elements of an operand from which its conversion is split over threads.
 const PARALLEL_CONVERT: usize = 1 << 16;
-
-/// Pairs per strip when a transposed operand is converted: one cache line.
-const STRIP: usize = 16;
 
 /// Makes `out` at least `len` long (its old contents are overwritten, not cleared).
 fn ensure_len(out: &mut Vec<u32>, len: usize) {
@@ -113,62 +100,73 @@ unsafe fn column<'a>(m: MatRef, j: usize, from: usize, to: usize) -> &'a [f32] {
     }
 }
 
-/// A (`m × k`) as rows of pairs, [`pair_row_stride`] pairs apart, into `out`.
+/// A (`m × k`) packed for the kernel, into `out`: slivers of [`MR`] rows
+/// (the last one's missing rows left as they were: the kernels read exactly
+/// the rows there are), each holding every pair of `k` in turn,
+/// the `MR` rows' values of a pair side by side (pair `p` of row `r` of
+/// sliver `s` at `s·k'/2·MR + p·MR + r`). Returns the pairs per sliver.
 ///
 /// # Safety
 /// `a` must be valid over its shape and strides.
-pub(crate) unsafe fn pairs_of_rows(a: MatRef, out: &mut Vec<u32>) {
+pub(crate) unsafe fn pack_a(a: MatRef, out: &mut Vec<u32>) -> usize {
     let (m, k) = (a.rows, a.cols);
-    let stride = pair_row_stride(k);
     let pairs = padded_depth(k) / 2;
-    ensure_len(out, m * stride);
-    let out = &mut out[..m * stride];
-    if a.cs == 1 {
-        for_chunks(out, stride, m * k, |i, row_out| {
-            let matrix = a; // the whole matrix (Sync), not its pointer field
-            // SAFETY: row i holds k contiguous floats.
+    let sliver = pairs * MR;
+    ensure_len(out, m.div_ceil(MR) * sliver);
+    let out = &mut out[..m.div_ceil(MR) * sliver];
+    for_chunks(out, sliver, m * k, |s, packed| {
+        let matrix = a; // the whole matrix (Sync), not its pointer field
+        let (i0, rows) = (s * MR, MR.min(m - s * MR));
+        // SAFETY: rows i0..i0 + rows of the matrix, as the caller guarantees.
+        unsafe { pack_a_sliver(matrix, i0, rows, pairs, packed) }
+    });
+    sliver
+}
+
+/// Rows `i0..i0 + rows` of A as one sliver of [`pack_a`].
+///
+/// # Safety
+/// As [`pack_a`], for these rows.
+unsafe fn pack_a_sliver(a: MatRef, i0: usize, rows: usize, pairs: usize, packed: &mut [u32]) {
+    let k = a.cols;
+    if a.rs == 1 && a.cs != 1 {
+        // Steps 2p and 2p + 1 are columns of A, contiguous: interleave the
+        // sliver's part of each two straight into the pair's line.
+        let zeros = [0.0f32; MR];
+        for p in 0..pairs {
+            let line = &mut packed[p * MR..(p + 1) * MR];
+            let step = 2 * p;
+            // SAFETY: columns `step` (and `step + 1` when < k) of A, these rows.
+            let (even, odd) = unsafe {
+                let even = column(a, step, i0, i0 + rows);
+                let odd = if step + 1 < k {
+                    column(a, step + 1, i0, i0 + rows)
+                } else {
+                    &zeros[..rows]
+                };
+                (even, odd)
+            };
+            convert::interleave_pairs(even, odd, &mut line[..rows]);
+        }
+    } else if a.cs == 1 {
+        // Each row converted whole, then dealt into the pairs' lines.
+        let mut row_pairs = vec![0u32; pairs];
+        for r in 0..rows {
+            // SAFETY: row i0 + r holds k contiguous floats.
             let row =
-                unsafe { std::slice::from_raw_parts(matrix.ptr.offset(i as isize * matrix.rs), k) };
-            convert::row_pairs(row, &mut row_out[..pairs]);
-        });
-    } else if a.rs == 1 {
-        // Steps 2p and 2p + 1 are columns of A, contiguous: interleave them
-        // for a block of rows, a strip of STRIP pairs at a time, then copy
-        // each row's strip (one cache line) into place.
-        let rows_per_task = 256;
-        for_chunks(out, rows_per_task * stride, m * k, |t, rows_out| {
-            let (i0, count) = (t * rows_per_task, rows_out.len() / stride);
-            let mut strip = vec![0u32; STRIP * count];
-            let zeros = vec![0.0f32; count];
-            for p0 in (0..pairs).step_by(STRIP) {
-                let width = STRIP.min(pairs - p0);
-                for q in 0..width {
-                    let step = 2 * (p0 + q);
-                    // SAFETY: columns `step` (and `step + 1` when < k) of A.
-                    let (even, odd) = unsafe {
-                        let even = column(a, step, i0, i0 + count);
-                        let odd = if step + 1 < k {
-                            column(a, step + 1, i0, i0 + count)
-                        } else {
-                            &zeros[..]
-                        };
-                        (even, odd)
-                    };
-                    convert::interleave_pairs(even, odd, &mut strip[q * count..(q + 1) * count]);
-                }
-                for r in 0..count {
-                    let line = &mut rows_out[r * stride + p0..r * stride + p0 + width];
-                    for (q, v) in line.iter_mut().enumerate() {
-                        *v = strip[q * count + r];
-                    }
-                }
+                unsafe { std::slice::from_raw_parts(a.ptr.offset((i0 + r) as isize * a.rs), k) };
+            convert::row_pairs(row, &mut row_pairs);
+            for (p, &v) in row_pairs.iter().enumerate() {
+                packed[p * MR + r] = v;
             }
-        });
+        }
     } else {
-        for (i, row_out) in out.chunks_mut(stride).enumerate() {
-            for (p, v) in row_out[..pairs].iter_mut().enumerate() {
+        for p in 0..pairs {
+            for r in 0..rows {
+                let i = i0 + r;
                 // SAFETY: (i, 2p) and (i, 2p + 1) lie inside A, or are padding.
-                *v = unsafe { pair(at_or_zero(a, i, 2 * p), at_or_zero(a, i, 2 * p + 1)) };
+                packed[p * MR + r] =
+                    unsafe { pair(at_or_zero(a, i, 2 * p), at_or_zero(a, i, 2 * p + 1)) };
             }
         }
     }
