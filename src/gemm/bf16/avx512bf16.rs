@@ -1,8 +1,9 @@
 //! The bf16 product on `VDPBF16PS` (AVX512-BF16): 12 × 32 tiles, two steps of
 //! `k` per instruction.
 //!
-//! A is packed in slivers of 12 rows ([`super::operands::pack_a`]), all of
-//! `k` at once; B in slivers of 32 columns ([`super::operands::pack_b`]), or
+//! A is converted once per product ([`super::operands::convert_a`]): a
+//! row-major A as rows of pairs, read in place, any other packed in slivers of
+//! 12 rows, whose values the tile broadcasts from one pointer; B in slivers of 32 columns ([`super::operands::pack_b`]), or
 //! once for all calls ([`super::PackedWeights`]). The loops are those of the
 //! `f32` kernel:
 //!
@@ -28,16 +29,15 @@ use super::operands::{NR, padded_depth, pair_blocks};
 use crate::gemm::loops::{RowBlocks, run_tasks};
 use crate::gemm::{Epilogue, MatMut, Parallelism};
 
-use super::operands::MR;
+use super::operands::{ALayout, MR};
 /// Rows per task block (its A rows stay in L2 across the B slivers).
 const MC: usize = MR * 16;
 
 /// A bf16 product as the tasks see it.
 pub(crate) struct Product<'a> {
-    /// A packed by [`super::operands::pack_a`]: slivers of [`MR`] rows,
-    /// `a_sliver` pairs each.
+    /// A converted by [`super::operands::convert_a`], laid out as `a_layout` says.
     pub a: &'a [u32],
-    pub a_sliver: usize,
+    pub a_layout: ALayout,
     pub m: usize,
     pub k: usize,
     pub n: usize,
@@ -46,6 +46,69 @@ pub(crate) struct Product<'a> {
     pub accumulate: bool,
     pub c: MatMut,
     pub epilogue: Option<&'a Epilogue<'a>>,
+}
+
+/// How a tile finds A's values: pair `p` of its row `i` at `ptr + offset(i, p)`.
+trait ARead {
+    /// `ptr` for row `i` (the first of a tile, a multiple of [`MR`]) at pair `first`.
+    ///
+    /// # Safety
+    /// Row `i` and pair `first` must lie inside A.
+    unsafe fn at(p: &Product<'_>, i: usize, first: usize) -> ARef;
+}
+
+/// A tile's view of A: its first value and, for rows of pairs, the row stride.
+#[derive(Clone, Copy)]
+struct ARef {
+    ptr: *const u32,
+    stride: usize,
+}
+
+/// [`ALayout::Slivers`]: the tile's rows' values of a pair side by side.
+struct Slivers;
+/// [`ALayout::Rows`]: each row's pairs side by side.
+struct Rows;
+
+impl ARead for Slivers {
+    #[inline(always)]
+    unsafe fn at(p: &Product<'_>, i: usize, first: usize) -> ARef {
+        let ALayout::Slivers { sliver } = p.a_layout else {
+            unreachable!("slivers")
+        };
+        // SAFETY: inside A, as the caller guarantees.
+        let ptr = unsafe { p.a.as_ptr().add(i / MR * sliver + first * MR) };
+        ARef { ptr, stride: 0 }
+    }
+}
+
+impl ARead for Rows {
+    #[inline(always)]
+    unsafe fn at(p: &Product<'_>, i: usize, first: usize) -> ARef {
+        let ALayout::Rows { stride } = p.a_layout else {
+            unreachable!("rows")
+        };
+        // SAFETY: inside A, as the caller guarantees.
+        let ptr = unsafe { p.a.as_ptr().add(i * stride + first) };
+        ARef { ptr, stride }
+    }
+}
+
+impl ARef {
+    /// Pair `p` of row `i`.
+    ///
+    /// # Safety
+    /// Inside A.
+    #[inline(always)]
+    unsafe fn get<const SLIVERS: bool>(self, i: usize, p: usize) -> u32 {
+        // SAFETY: as the caller guarantees.
+        unsafe {
+            if SLIVERS {
+                *self.ptr.add(p * MR + i)
+            } else {
+                *self.ptr.add(i * self.stride + p)
+            }
+        }
+    }
 }
 
 /// `C ← A·B` (or `C ← C + A·B`), then the epilogue, on the threads `par` allows.
@@ -67,7 +130,12 @@ pub(crate) unsafe fn product(p: &Product<'_>, par: Parallelism) {
         let part = t % parts;
         let run = (part * slivers / parts)..((part + 1) * slivers / parts);
         // SAFETY: each task writes its own block of C; the CPU has the features.
-        unsafe { block(p, i0, mc, run) };
+        unsafe {
+            match p.a_layout {
+                ALayout::Slivers { .. } => block::<Slivers, true>(p, i0, mc, run),
+                ALayout::Rows { .. } => block::<Rows, false>(p, i0, mc, run),
+            }
+        };
     };
     run_tasks(par, rows.count() * parts, task);
 }
@@ -77,7 +145,12 @@ pub(crate) unsafe fn product(p: &Product<'_>, par: Parallelism) {
 /// # Safety
 /// As [`product`], for this block of C.
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usize>) {
+unsafe fn block<A: ARead, const SLIVERS: bool>(
+    p: &Product<'_>,
+    i0: usize,
+    mc: usize,
+    run: std::ops::Range<usize>,
+) {
     let slivers = p.n.div_ceil(NR);
     let total = padded_depth(p.k) / 2;
     for (q, (first, pairs)) in pair_blocks(p.k).enumerate() {
@@ -97,10 +170,10 @@ unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usiz
                 // SAFETY: rows i0..i0 + mc and the group's full slivers lie
                 // inside the operands, as the caller guarantees.
                 unsafe {
-                    let a = p.a.as_ptr().add(i0 / MR * p.a_sliver + first * MR);
+                    let a = A::at(p, i0, first);
                     let b = panel[s * pairs * NR..].as_ptr();
                     let c = p.c.offset(i0, s * NR);
-                    few_rows(mc, pairs, a, b, c, add);
+                    few_rows::<SLIVERS>(mc, pairs, a, b, c, add);
                     if last && let Some(e) = p.epilogue {
                         e.apply_block(c, mc, group * NR, s * NR);
                     }
@@ -116,9 +189,9 @@ unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usiz
                 // SAFETY: rows i..i + mr of A and C and the sliver's columns
                 // lie inside the operands, as the caller guarantees.
                 unsafe {
-                    let a = p.a.as_ptr().add(i / MR * p.a_sliver + first * MR);
+                    let a = A::at(p, i, first);
                     let c = p.c.offset(i, j0);
-                    tile_rows(mr, pairs, a, b, c, nr, add);
+                    tile_rows::<SLIVERS>(mr, pairs, a, b, c, nr, add);
                     if last && let Some(e) = p.epilogue {
                         e.apply_block(c, mr, nr, j0);
                     }
@@ -134,14 +207,21 @@ unsafe fn block(p: &Product<'_>, i0: usize, mc: usize, run: std::ops::Range<usiz
 /// # Safety
 /// As [`wide_tile`].
 #[inline(always)]
-unsafe fn few_rows(rows: usize, pairs: usize, a: *const u32, b: *const u32, c: MatMut, add: bool) {
+unsafe fn few_rows<const SLIVERS: bool>(
+    rows: usize,
+    pairs: usize,
+    a: ARef,
+    b: *const u32,
+    c: MatMut,
+    add: bool,
+) {
     // SAFETY (every arm): as the caller guarantees.
     unsafe {
         match rows {
-            1 => wide_tile::<1, 4>(pairs, a, b, c, add),
-            2 => wide_tile::<2, 4>(pairs, a, b, c, add),
-            3 => wide_tile::<3, 2>(pairs, a, b, c, add),
-            4 => wide_tile::<4, 2>(pairs, a, b, c, add),
+            1 => wide_tile::<1, 4, SLIVERS>(pairs, a, b, c, add),
+            2 => wide_tile::<2, 4, SLIVERS>(pairs, a, b, c, add),
+            3 => wide_tile::<3, 2, SLIVERS>(pairs, a, b, c, add),
+            4 => wide_tile::<4, 2, SLIVERS>(pairs, a, b, c, add),
             _ => unreachable!("few_rows takes at most 4 rows"),
         }
     }
@@ -154,9 +234,9 @@ unsafe fn few_rows(rows: usize, pairs: usize, a: *const u32, b: *const u32, c: M
 /// As [`tile`], with `S` full slivers of `pairs` lines each from `b`, and C
 /// row-major over `R × S·NR`.
 #[inline(always)]
-unsafe fn wide_tile<const R: usize, const S: usize>(
+unsafe fn wide_tile<const R: usize, const S: usize, const SLIVERS: bool>(
     pairs: usize,
-    a: *const u32,
+    a: ARef,
     b: *const u32,
     c: MatMut,
     add: bool,
@@ -173,7 +253,7 @@ unsafe fn wide_tile<const R: usize, const S: usize>(
                 v[1] = bh(_mm512_loadu_si512(line.add(16).cast()));
             }
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = *a.add(p * MR + i);
+                let ai = a.get::<SLIVERS>(i, p);
                 let av: __m512bh = bh(_mm512_set1_epi32(ai as i32));
                 for (t, pair) in row.iter_mut().enumerate() {
                     pair[0] = _mm512_dpbf16_ps(pair[0], av, bv[t][0]);
@@ -211,10 +291,10 @@ fn bh(v: __m512i) -> __m512bh {
 /// As [`tile`] with `R = rows`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_rows(
+unsafe fn tile_rows<const SLIVERS: bool>(
     rows: usize,
     pairs: usize,
-    a: *const u32,
+    a: ARef,
     b: *const u32,
     c: MatMut,
     nr: usize,
@@ -224,7 +304,7 @@ unsafe fn tile_rows(
         ($($r:literal)*) => {
             match rows {
                 // SAFETY (every arm): as the caller guarantees for `rows` rows.
-                $($r => unsafe { tile::<$r>(pairs, a, b, c, nr, add) },)*
+                $($r => unsafe { tile::<$r, SLIVERS>(pairs, a, b, c, nr, add) },)*
                 _ => unreachable!("a tile has at most MR rows"),
             }
         };
@@ -234,7 +314,7 @@ unsafe fn tile_rows(
 
 /// `C[0..R, 0..nr] ← (C +) A_rows · B_sliver` over `pairs` pairs of steps.
 ///
-/// Pair `p` of A's row `i` is at `a + p·MR + i` (a packed sliver); the B sliver holds `pairs`
+/// Pair `p` of A's row `i` is [`ARef::get`]; the B sliver holds `pairs`
 /// lines of [`NR`] pairs. A full-width tile of a row-major C is stored
 /// straight from the registers; any other goes through a local buffer, with
 /// the same additions.
@@ -243,9 +323,9 @@ unsafe fn tile_rows(
 /// The CPU must have the features; A's rows, B's sliver and C's `R × nr` tile
 /// must be readable (C writable) as described.
 #[inline(always)]
-unsafe fn tile<const R: usize>(
+unsafe fn tile<const R: usize, const SLIVERS: bool>(
     pairs: usize,
-    a: *const u32,
+    a: ARef,
     b: *const u32,
     c: MatMut,
     nr: usize,
@@ -260,7 +340,7 @@ unsafe fn tile<const R: usize>(
             let b0: __m512bh = bh(_mm512_loadu_si512(line.cast()));
             let b1: __m512bh = bh(_mm512_loadu_si512(line.add(16).cast()));
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = *a.add(p * MR + i);
+                let ai = a.get::<SLIVERS>(i, p);
                 let av: __m512bh = bh(_mm512_set1_epi32(ai as i32));
                 row[0] = _mm512_dpbf16_ps(row[0], av, b0);
                 row[1] = _mm512_dpbf16_ps(row[1], av, b1);

@@ -263,11 +263,11 @@ fn product(
     if uses_instruction() {
         with_scratch(&A_PAIRS, |a_pairs| {
             // SAFETY: the view is valid over its shape and strides.
-            let a_sliver = unsafe { operands::pack_a(MatRef::from_view(&a), a_pairs) };
+            let a_layout = unsafe { operands::convert_a(MatRef::from_view(&a), a_pairs) };
             let run = |packed_b: &[u32], c: MatMut| {
                 let p = avx512bf16::Product {
                     a: a_pairs,
-                    a_sliver,
+                    a_layout,
                     m,
                     k,
                     n,

@@ -100,6 +100,55 @@ unsafe fn column<'a>(m: MatRef, j: usize, from: usize, to: usize) -> &'a [f32] {
     }
 }
 
+/// How [`pack_a`] laid A out: element (row `i`, pair `p`) is at
+/// `(i / MR)·sliver + (i % MR)·row + p·pair`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ALayout {
+    /// Rows of pairs, `stride` pairs apart (`row = stride`, `pair = 1`): a
+    /// row-major A converted in place, row by row, with no scatter.
+    Rows { stride: usize },
+    /// Slivers of [`MR`] rows, `sliver` pairs each (`row = 1`, `pair = MR`).
+    Slivers { sliver: usize },
+}
+
+/// The row stride, in pairs, of A as [`ALayout::Rows`]: `k'/2` and, when that
+/// puts rows a multiple of 4 KiB apart (where the rows of a tile would share
+/// cache sets), one line more.
+fn pair_row_stride(k: usize) -> usize {
+    let pairs = padded_depth(k) / 2;
+    if (pairs * 4).is_multiple_of(4096) {
+        pairs + 16
+    } else {
+        pairs
+    }
+}
+
+/// A (`m × k`) for the kernel, into `out`: a row-major A as rows of pairs
+/// ([`ALayout::Rows`]), any other as slivers ([`pack_a`]).
+///
+/// # Safety
+/// `a` must be valid over its shape and strides.
+pub(crate) unsafe fn convert_a(a: MatRef, out: &mut Vec<u32>) -> ALayout {
+    if a.cs != 1 {
+        // SAFETY: as the caller guarantees.
+        return ALayout::Slivers {
+            sliver: unsafe { pack_a(a, out) },
+        };
+    }
+    let (m, k) = (a.rows, a.cols);
+    let stride = pair_row_stride(k);
+    let pairs = padded_depth(k) / 2;
+    ensure_len(out, m * stride);
+    for_chunks(&mut out[..m * stride], stride, m * k, |i, row_out| {
+        let matrix = a; // the whole matrix (Sync), not its pointer field
+        // SAFETY: row i holds k contiguous floats.
+        let row =
+            unsafe { std::slice::from_raw_parts(matrix.ptr.offset(i as isize * matrix.rs), k) };
+        convert::row_pairs(row, &mut row_out[..pairs]);
+    });
+    ALayout::Rows { stride }
+}
+
 /// A (`m × k`) packed for the kernel, into `out`: slivers of [`MR`] rows
 /// (the last one's missing rows left as they were: the kernels read exactly
 /// the rows there are), each holding every pair of `k` in turn,
@@ -108,7 +157,7 @@ unsafe fn column<'a>(m: MatRef, j: usize, from: usize, to: usize) -> &'a [f32] {
 ///
 /// # Safety
 /// `a` must be valid over its shape and strides.
-pub(crate) unsafe fn pack_a(a: MatRef, out: &mut Vec<u32>) -> usize {
+unsafe fn pack_a(a: MatRef, out: &mut Vec<u32>) -> usize {
     let (m, k) = (a.rows, a.cols);
     let pairs = padded_depth(k) / 2;
     let sliver = pairs * MR;
