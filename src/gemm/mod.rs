@@ -185,13 +185,7 @@ pub fn gemm_bias(
     epilogue: &Epilogue<'_>,
 ) -> Result<()> {
     check_shapes(&a, &b, &c)?;
-    if epilogue.cols() != c.ncols() {
-        return Err(Error::Shape {
-            context: "gemm_bias: one bias per column of C",
-            expected: format!("{} biases", c.ncols()),
-            got: format!("{} biases", epilogue.cols()),
-        });
-    }
+    check_bias(epilogue, &c, "gemm_bias: one bias per column of C")?;
     #[cfg(feature = "blas")]
     {
         if is_few_rows(&a, &b) {
@@ -306,6 +300,22 @@ pub(crate) fn apply_epilogue(epilogue: &Epilogue<'_>, c: &mut ArrayViewMut2<'_, 
         // SAFETY: the view is valid and writable over its shape and strides.
         None => unsafe { epilogue.apply_block(MatMut::from_view(c), rows, cols, 0) },
     }
+}
+
+/// Checks that `epilogue` has one bias per column of C (`context` names the caller).
+pub(crate) fn check_bias(
+    epilogue: &Epilogue<'_>,
+    c: &ArrayViewMut2<'_, f32>,
+    context: &'static str,
+) -> Result<()> {
+    if epilogue.cols() != c.ncols() {
+        return Err(Error::Shape {
+            context,
+            expected: format!("{} biases", c.ncols()),
+            got: format!("{} biases", epilogue.cols()),
+        });
+    }
+    Ok(())
 }
 
 /// Checks `A: m × k`, `B: k × n`, `C: m × n`.

@@ -71,26 +71,18 @@ impl Dense {
         activate: bool,
         precision: Precision,
     ) -> bool {
-        let (w, b) = self.split(params);
-        let x = view(x, rows, self.inputs);
-        let w = view(w, self.inputs, self.outputs);
-        let z = &mut out[..rows * self.outputs];
-        let act = if activate {
-            self.activation
-        } else {
-            Activation::Identity
-        };
-        let epilogue = gemm::Epilogue::new(b, act == Activation::Relu);
-        let z_view = view_mut(z, rows, self.outputs);
-        match precision {
-            Precision::F32 => gemm::gemm_bias(x, w, z_view, &epilogue),
-            Precision::Bf16 => bf16::gemm_bf16_bias(x, w, z_view, &epilogue),
-        }
-        .expect("dense forward: shapes are fixed by construction");
-        if !matches!(act, Activation::Identity | Activation::Relu) {
-            act.forward_in_place(z, self.outputs);
-        }
-        !epilogue.saw_non_finite()
+        let w = self.weights(params);
+        self.forward_by(
+            params,
+            x,
+            out,
+            rows,
+            activate,
+            |x, z, epilogue| match precision {
+                Precision::F32 => gemm::gemm_bias(x, w, z, epilogue),
+                Precision::Bf16 => bf16::gemm_bf16_bias(x, w, z, epilogue),
+            },
+        )
     }
 
     /// This layer's weights as an `inputs × outputs` view of `params`.
@@ -109,6 +101,26 @@ impl Dense {
         rows: usize,
         activate: bool,
     ) -> bool {
+        self.forward_by(params, x, out, rows, activate, |x, z, epilogue| {
+            packed.gemm_bias(x, z, epilogue)
+        })
+    }
+
+    /// [`Dense::forward`] with `product(x, z, epilogue)` computing
+    /// `z = g(x·W + b)` for the bias and ReLU of `epilogue`.
+    fn forward_by(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        activate: bool,
+        product: impl FnOnce(
+            ArrayView2<'_, f32>,
+            ArrayViewMut2<'_, f32>,
+            &gemm::Epilogue<'_>,
+        ) -> crate::Result<()>,
+    ) -> bool {
         let (_, b) = self.split(params);
         let x = view(x, rows, self.inputs);
         let z = &mut out[..rows * self.outputs];
@@ -118,8 +130,7 @@ impl Dense {
             Activation::Identity
         };
         let epilogue = gemm::Epilogue::new(b, act == Activation::Relu);
-        packed
-            .gemm_bias(x, view_mut(z, rows, self.outputs), &epilogue)
+        product(x, view_mut(z, rows, self.outputs), &epilogue)
             .expect("dense forward: shapes are fixed by construction");
         if !matches!(act, Activation::Identity | Activation::Relu) {
             act.forward_in_place(z, self.outputs);

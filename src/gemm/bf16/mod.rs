@@ -57,7 +57,9 @@ use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 pub use instruction::{dot_pair, dot_pairs_instruction};
 pub use round::{FLUSH_BELOW, from_bf16, round_to_bf16, to_bf16};
 
-use super::{Epilogue, Isa, MatMut, MatRef, PARALLEL_THRESHOLD, Parallelism, check_shapes};
+use super::{
+    Epilogue, Isa, MatMut, MatRef, PARALLEL_THRESHOLD, Parallelism, check_bias, check_shapes,
+};
 use crate::error::{Error, Result};
 use operands::Depth;
 
@@ -100,19 +102,8 @@ pub fn gemm_bf16_bias(
     epilogue: &Epilogue<'_>,
 ) -> Result<()> {
     check_shapes(&a, &b, &c)?;
-    check_bias(epilogue, &c)?;
+    check_bias(epilogue, &c, "gemm_bf16_bias: one bias per column of C")?;
     product(a, Weights::View(b), false, c, Some(epilogue));
-    Ok(())
-}
-
-fn check_bias(epilogue: &Epilogue<'_>, c: &ArrayViewMut2<'_, f32>) -> Result<()> {
-    if epilogue.cols() != c.ncols() {
-        return Err(Error::Shape {
-            context: "gemm_bf16_bias: one bias per column of C",
-            expected: format!("{} biases", c.ncols()),
-            got: format!("{} biases", epilogue.cols()),
-        });
-    }
     Ok(())
 }
 
@@ -200,7 +191,11 @@ impl PackedWeights {
                 ),
             });
         }
-        check_bias(epilogue, &c)?;
+        check_bias(
+            epilogue,
+            &c,
+            "PackedWeights::gemm_bias: one bias per column of C",
+        )?;
         product(a, Weights::Packed(self), false, c, Some(epilogue));
         Ok(())
     }

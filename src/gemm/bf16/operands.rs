@@ -62,9 +62,9 @@ unsafe fn at_or_zero(m: MatRef, i: usize, j: usize) -> f32 {
 const PARALLEL_CONVERT: usize = 1 << 16;
 
 /// Makes `out` at least `len` long (its old contents are overwritten, not cleared).
-fn ensure_len(out: &mut Vec<u32>, len: usize) {
+fn ensure_len<T: Copy + Default>(out: &mut Vec<T>, len: usize) {
     if out.len() < len {
-        out.resize(len, 0);
+        out.resize(len, T::default());
     }
 }
 
@@ -197,18 +197,6 @@ unsafe fn pack_a_sliver(a: MatRef, i0: usize, rows: usize, pairs: usize, packed:
             };
             convert::interleave_pairs(even, odd, &mut line[..rows]);
         }
-    } else if a.cs == 1 {
-        // Each row converted whole, then dealt into the pairs' lines.
-        let mut row_pairs = vec![0u32; pairs];
-        for r in 0..rows {
-            // SAFETY: row i0 + r holds k contiguous floats.
-            let row =
-                unsafe { std::slice::from_raw_parts(a.ptr.offset((i0 + r) as isize * a.rs), k) };
-            convert::row_pairs(row, &mut row_pairs);
-            for (p, &v) in row_pairs.iter().enumerate() {
-                packed[p * MR + r] = v;
-            }
-        }
     } else {
         for p in 0..pairs {
             for r in 0..rows {
@@ -317,8 +305,8 @@ pub(crate) unsafe fn swapped_copy(m: MatRef, depth: Depth, out: &mut Vec<f32>) -
         Depth::Rows => (padded_depth(m.rows), m.cols),
     };
     let column_major = m.rs == 1 && m.cs != 1;
-    out.clear();
-    out.resize(rows * cols, 0.0);
+    // Every element is written below, padding included.
+    ensure_len(out, rows * cols);
     let (rs, cs) = if column_major { (1, rows) } else { (cols, 1) };
     // The step each copied step comes from: 2p ↔ 2p + 1.
     let partner = |x: usize| x ^ 1;
