@@ -1400,3 +1400,76 @@ fn bf16_precision_from_the_command_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown precision \"fp8\": expected f32 or bf16"));
 }
+
+/// `--dropout` puts a dropout layer after each hidden layer (one rate for all,
+/// or one each), stored in the model; a resumed run draws the same masks and
+/// ends with the same bytes; a wrong count or rate is one clear error.
+#[test]
+fn dropout_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    succeeds(&["data", "spiral", "--points", "30", "--out", s(&data)]);
+    let out = |name: &str| dir.path().join(name);
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--data", s(&data), "--hidden", "16,8"];
+        args.extend_from_slice(extra);
+        succeeds(&args);
+    };
+    let rates = |path: &std::path::Path| -> Vec<f32> {
+        model::load(path)
+            .unwrap()
+            .network
+            .layers()
+            .iter()
+            .filter_map(|l| match l {
+                feedforward::Layer::Dropout(d) => Some(d.rate),
+                _ => None,
+            })
+            .collect()
+    };
+    let (full, part, resumed, each) = (
+        out("full.safetensors"),
+        out("part.safetensors"),
+        out("resumed.safetensors"),
+        out("each.safetensors"),
+    );
+    train(&["--dropout", "0.3", "--epochs", "4", "--out", s(&full)]);
+    assert_eq!(rates(&full), vec![0.3, 0.3]);
+    train(&["--dropout", "0.2,0.4", "--epochs", "1", "--out", s(&each)]);
+    assert_eq!(rates(&each), vec![0.2, 0.4]);
+    let ckpt = out("run.ckpt");
+    train(&[
+        "--dropout",
+        "0.3",
+        "--epochs",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--checkpoint",
+        s(&ckpt),
+        "--out",
+        s(&part),
+    ]);
+    train(&["--epochs", "4", "--resume", s(&ckpt), "--out", s(&resumed)]);
+    assert_eq!(
+        std::fs::read(&full).unwrap(),
+        std::fs::read(&resumed).unwrap()
+    );
+    let base = [
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&part),
+        "--hidden",
+        "16,8",
+    ];
+    fails_with(
+        &[&base[..], &["--dropout", "0.1,0.2,0.3"]].concat(),
+        &["--dropout takes one rate or one per hidden layer: 3 given for 2 hidden layer(s)"],
+    );
+    fails_with(
+        &[&base[..], &["--dropout", "1.5"]].concat(),
+        &["dropout rate must be in [0, 1), got 1.5"],
+    );
+}

@@ -263,6 +263,24 @@ fn dense_network_gradients() {
     check_network(net, &x, Targets::Classes(bin.view()), 5e-4);
 }
 
+/// Through dropout: the mask is fixed within a step (it depends on the step,
+/// not on the calls), so finite differences see the same mask.
+#[test]
+fn dropout_gradients() {
+    let x = uniform(8, 5, 13);
+    let labels = class_targets(8, 3);
+    let net = Network::builder(5)
+        .dense(9, Tanh)
+        .dropout(0.4)
+        .dense(6, Sigmoid)
+        .dropout(0.25)
+        .dense(3, Softmax)
+        .seed(6)
+        .build()
+        .unwrap();
+    check_network(net, &x, Targets::Classes(labels.view()), 5e-4);
+}
+
 #[test]
 fn relu_network_gradients() {
     // Inputs and weights away from ReLU's kink for these seeds; checked by FD.
@@ -447,7 +465,7 @@ fn penalty_gradients() {
             feedforward::Layer::Dense(d) => {
                 (d.offset..d.offset + d.inputs * d.outputs).collect::<Vec<_>>()
             }
-            feedforward::Layer::BatchNorm(_) => Vec::new(),
+            _ => Vec::new(),
         })
         .collect();
     for (i, (a, b)) in again.gradients().iter().zip(plain.gradients()).enumerate() {

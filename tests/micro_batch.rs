@@ -40,7 +40,7 @@ fn bn_stats(net: &Network) -> Vec<f32> {
         .iter()
         .flat_map(|l| match l {
             Layer::BatchNorm(b) => [b.running_mean.clone(), b.running_var.clone()].concat(),
-            Layer::Dense(_) => Vec::new(),
+            _ => Vec::new(),
         })
         .collect()
 }

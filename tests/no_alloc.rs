@@ -58,6 +58,7 @@ fn training_step_allocates_nothing_after_warm_up() {
     let hot = Array2::from_shape_fn((rows, classes), |(i, j)| f32::from(u8::from(y[i] == j)));
     let mut net = Network::builder(n_in)
         .dense(512, Relu)
+        .dropout(0.25)
         .dense(96, Identity)
         .batch_norm(Tanh)
         .dense(classes, Softmax)

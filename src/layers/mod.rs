@@ -1,4 +1,5 @@
-//! The layers a network is built from. Each is a transform followed by an activation.
+//! The layers a network is built from. Each is a transform followed by an activation
+//! (dropout's is the identity).
 //!
 //! Parameters do not live in the layers: a network keeps all of them in one flat
 //! buffer (and the gradients in another of the same layout), so the optimizer is a
@@ -6,20 +7,27 @@
 
 mod batch_norm;
 mod dense;
+mod dropout;
 
 pub use batch_norm::BatchNorm;
 pub(crate) use batch_norm::BatchNormCache;
 pub use dense::Dense;
+pub use dropout::Dropout;
+pub(crate) use dropout::MaskKey;
 
 use crate::activation::Activation;
 
-/// One layer of a [`crate::Network`].
+/// One layer of a [`crate::Network`]. New kinds of layer may be added, so a
+/// `match` outside the crate needs a `_` arm.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Layer {
     /// A fully connected layer: `Z = A·W + b`.
     Dense(Dense),
     /// Batch normalisation: `Z = γ ⊙ (A − μ)/√(σ² + ε) + β`.
     BatchNorm(BatchNorm),
+    /// Inverted dropout: `Z = X ⊙ M / (1 − p)` in training, `Z = X` in inference.
+    Dropout(Dropout),
 }
 
 impl Layer {
@@ -28,6 +36,7 @@ impl Layer {
         match self {
             Layer::Dense(d) => d.inputs,
             Layer::BatchNorm(b) => b.width,
+            Layer::Dropout(d) => d.width,
         }
     }
 
@@ -36,6 +45,7 @@ impl Layer {
         match self {
             Layer::Dense(d) => d.outputs,
             Layer::BatchNorm(b) => b.width,
+            Layer::Dropout(d) => d.width,
         }
     }
 
@@ -44,6 +54,7 @@ impl Layer {
         match self {
             Layer::Dense(d) => d.activation,
             Layer::BatchNorm(b) => b.activation,
+            Layer::Dropout(_) => Activation::Identity,
         }
     }
 
@@ -52,6 +63,7 @@ impl Layer {
         match self {
             Layer::Dense(d) => d.parameter_count(),
             Layer::BatchNorm(b) => b.parameter_count(),
+            Layer::Dropout(_) => 0,
         }
     }
 
@@ -60,6 +72,7 @@ impl Layer {
         match self {
             Layer::Dense(d) => d.offset,
             Layer::BatchNorm(b) => b.offset,
+            Layer::Dropout(d) => d.offset,
         }
     }
 
@@ -67,7 +80,7 @@ impl Layer {
     pub(crate) fn macs(&self) -> usize {
         match self {
             Layer::Dense(d) => d.inputs * d.outputs,
-            Layer::BatchNorm(_) => 0,
+            Layer::BatchNorm(_) | Layer::Dropout(_) => 0,
         }
     }
 }

@@ -8,7 +8,7 @@ use super::{InferenceScratch, Network, Penalty, Workspace};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::init::Init;
-use crate::layers::{BatchNorm, Dense, Layer};
+use crate::layers::{BatchNorm, Dense, Dropout, Layer};
 use crate::loss::Loss;
 use crate::optim::{Optimizer, OptimizerState, Segment};
 
@@ -17,6 +17,7 @@ use crate::optim::{Optimizer, OptimizerState, Segment};
 enum LayerSpec {
     Dense(usize, Activation),
     BatchNorm(Activation),
+    Dropout(f32),
 }
 
 /// Describes a network layer by layer; [`NetworkBuilder::build`] checks and creates it.
@@ -45,6 +46,27 @@ impl NetworkBuilder {
     /// `.dense(n, Identity).batch_norm(Relu)`.
     pub fn batch_norm(mut self, activation: Activation) -> Self {
         self.specs.push(LayerSpec::BatchNorm(activation));
+        self
+    }
+
+    /// Appends inverted dropout over the previous layer's outputs: in training
+    /// each is zeroed with probability `rate` and the rest scaled by
+    /// `1/(1 − rate)`; in inference it passes them through (see
+    /// [`crate::layers::Dropout`]). `rate` must be in `[0, 1)`, and dropout
+    /// cannot be the output layer.
+    ///
+    /// ```
+    /// use feedforward::{Activation::*, Network};
+    /// let net = Network::builder(4)
+    ///     .dense(32, Relu)
+    ///     .dropout(0.2)
+    ///     .dense(3, Softmax)
+    ///     .build()?;
+    /// assert_eq!(net.layers().len(), 3);
+    /// # Ok::<(), feedforward::Error>(())
+    /// ```
+    pub fn dropout(mut self, rate: f32) -> Self {
+        self.specs.push(LayerSpec::Dropout(rate));
         self
     }
 
@@ -131,6 +153,21 @@ impl NetworkBuilder {
                 LayerSpec::BatchNorm(activation) => {
                     Layer::BatchNorm(BatchNorm::new(width, activation, offset))
                 }
+                LayerSpec::Dropout(rate) if !(0.0..1.0).contains(&rate) => {
+                    return Err(Error::Config(format!(
+                        "layer {i}: a dropout rate must be in [0, 1), got {rate}"
+                    )));
+                }
+                LayerSpec::Dropout(_) if i + 1 == self.specs.len() => {
+                    return Err(Error::Config(format!(
+                        "layer {i}: dropout cannot be the output layer"
+                    )));
+                }
+                LayerSpec::Dropout(rate) => Layer::Dropout(Dropout {
+                    width,
+                    rate,
+                    offset,
+                }),
             };
             width = layer.outputs();
             offset += layer.parameter_count();
@@ -158,6 +195,7 @@ impl NetworkBuilder {
                         .fill(w, d.inputs, d.outputs, d.activation, &mut rng);
                 }
                 Layer::BatchNorm(b) => params[b.offset..b.offset + b.width].fill(1.0),
+                Layer::Dropout(_) => {}
             }
         }
         let n = params.len();
@@ -206,6 +244,7 @@ fn segments(layers: &[Layer]) -> Vec<Segment> {
                     adapt: false,
                 });
             }
+            Layer::Dropout(_) => {}
         }
     }
     out

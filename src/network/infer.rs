@@ -92,6 +92,10 @@ impl Network {
                         b.infer(&self.params, src, dst, r, inv_std, activate);
                         true
                     }
+                    Layer::Dropout(d) => {
+                        dst[..r * d.width].copy_from_slice(&src[..r * d.width]);
+                        true
+                    }
                 };
                 if l == 0
                     && !finite
@@ -158,7 +162,7 @@ impl Network {
                 .iter()
                 .map(|layer| match layer {
                     Layer::Dense(d) => Some(PackedWeights::new(d.weights(&self.params))),
-                    Layer::BatchNorm(_) => None,
+                    Layer::BatchNorm(_) | Layer::Dropout(_) => None,
                 })
                 .collect(),
         };

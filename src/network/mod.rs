@@ -299,6 +299,7 @@ impl fmt::Display for Network {
             let kind = match layer {
                 Layer::Dense(_) => "dense",
                 Layer::BatchNorm(_) => "batch_norm",
+                Layer::Dropout(_) => "dropout",
             };
             writeln!(
                 f,

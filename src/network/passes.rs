@@ -5,7 +5,7 @@
 use super::Network;
 use super::step::Phase;
 use crate::kernels;
-use crate::layers::Layer;
+use crate::layers::{Layer, MaskKey};
 use crate::targets::TargetRows;
 
 impl Network {
@@ -25,6 +25,7 @@ impl Network {
         let keep_logits = self.keeps_logits();
         let n_layers = self.layers.len();
         let precision = self.precision;
+        let mask_key = self.mask_key();
         let Network {
             layers, params, ws, ..
         } = self;
@@ -40,6 +41,10 @@ impl Network {
                 Layer::BatchNorm(b) => {
                     let cache = ws.norms[l].get_or_insert_with(Default::default);
                     b.forward(params, x, out, rows, cache, activate, fixed_stats);
+                    true
+                }
+                Layer::Dropout(d) => {
+                    d.apply(mask_key(l, 0), x, out, rows);
                     true
                 }
             };
@@ -124,6 +129,7 @@ impl Network {
     ) {
         let n_layers = self.layers.len();
         let precision = self.precision;
+        let mask_key = self.mask_key();
         let Network {
             layers,
             params,
@@ -157,6 +163,7 @@ impl Network {
                     let cache = ws.norms[l].get_or_insert_with(Default::default);
                     b.backward(dz, rows, grads, cache, accumulate);
                 }
+                Layer::Dropout(_) => {}
             }
             // The lowest layer's input gradient is never needed.
             if l == stop_at {
@@ -176,10 +183,26 @@ impl Network {
                         let cache = ws.norms[l].as_ref().expect("made by the forward pass");
                         b.input_gradient(params, dz, cache, rows, start..end, dx, whole_batch);
                     }
+                    Layer::Dropout(d) => {
+                        let block = &dz[start * n_out..end * n_out];
+                        d.apply(mask_key(l, start), block, dx, end - start);
+                    }
                 }
                 below_activation.backward_over_outputs(&mut a[start * n_in..end * n_in], dx, n_in);
             }
         }
         ws.phase = Phase::Gradients;
+    }
+
+    /// The dropout masks' key for layer `l`, rows from `start` of the
+    /// workspace: this step's masks, at the rows' positions in its batch.
+    fn mask_key(&self) -> impl Fn(usize, usize) -> MaskKey + use<> {
+        let (seed, step, first_row) = (self.seed, self.opt_state.step, self.ws.first_row);
+        move |layer, start| MaskKey {
+            seed,
+            step,
+            layer,
+            first_row: first_row + start,
+        }
     }
 }

@@ -88,7 +88,7 @@ impl Network {
         s.parameters.clone_from(&self.params);
         let norms = self.layers.iter().filter_map(|l| match l {
             Layer::BatchNorm(b) => Some(b),
-            Layer::Dense(_) => None,
+            Layer::Dense(_) | Layer::Dropout(_) => None,
         });
         s.running
             .resize_with(norms.clone().count(), Default::default);
@@ -141,7 +141,7 @@ impl Network {
             .iter()
             .filter_map(|l| match l {
                 Layer::BatchNorm(b) => Some(b.width),
-                Layer::Dense(_) => None,
+                Layer::Dense(_) | Layer::Dropout(_) => None,
             })
             .collect();
         if snapshot.running.len() != widths.len() {
@@ -177,7 +177,7 @@ impl Network {
         self.params.copy_from_slice(&snapshot.parameters);
         let norms = self.layers.iter_mut().filter_map(|l| match l {
             Layer::BatchNorm(b) => Some(b),
-            Layer::Dense(_) => None,
+            Layer::Dense(_) | Layer::Dropout(_) => None,
         });
         for (b, (mean, var)) in norms.zip(&snapshot.running) {
             b.running_mean.copy_from_slice(mean);

@@ -57,15 +57,19 @@ pub enum BatchNormMode {
     Ghost,
 }
 
-/// Splits `idx` into `ceil(len / max)` runs whose lengths differ by at most one.
-pub(super) fn balanced_chunks(idx: &[usize], max: usize) -> impl Iterator<Item = &[usize]> {
+/// Splits `idx` into `ceil(len / max)` runs whose lengths differ by at most
+/// one; yields each with its start in `idx`.
+pub(super) fn balanced_chunks(
+    idx: &[usize],
+    max: usize,
+) -> impl Iterator<Item = (usize, &[usize])> {
     let len = idx.len();
     let count = len.div_ceil(max.max(1)).max(1);
     let (base, extra) = (len / count, len % count);
     let mut start = 0;
     (0..count).map(move |i| {
         let n = base + usize::from(i < extra);
-        let run = &idx[start..start + n];
+        let run = (start, &idx[start..start + n]);
         start += n;
         run
     })
@@ -82,6 +86,7 @@ impl Network {
         let rows = x.nrows();
         self.reserve(rows);
         self.copy_input(&x);
+        self.ws.first_row = 0;
         self.forward_finite(None, rows, self.layers.len(), false);
         let k = self.outputs();
         let out = &self.ws.outputs[self.layers.len() - 1][..rows * k];
@@ -175,6 +180,7 @@ impl Network {
                 None
             }
         };
+        self.ws.first_row = 0;
         if let Some(bad) = self.forward_layers(input, rows, self.layers.len(), false) {
             return Err(non_finite(FEATURES, bad));
         }
@@ -270,9 +276,9 @@ impl Network {
 
         // The final pass: loss and gradients, accumulated over the chunks.
         let (mut loss, mut right, mut judged, mut classified) = (0.0f64, 0, 0, false);
-        for (i, chunk) in balanced_chunks(idx, micro).enumerate() {
+        for (i, (first, chunk)) in balanced_chunks(idx, micro).enumerate() {
             let r = chunk.len();
-            kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
+            self.load_chunk(x, first, chunk);
             self.ws.targets.gather(targets, Some(chunk));
             self.forward_finite(None, r, n_layers, exact);
             loss += self.loss_of(None, r, inv_m);
@@ -290,15 +296,14 @@ impl Network {
     /// over the whole batch `idx` of `x`, in layer order (each needs the layers
     /// below it normalised with theirs).
     fn whole_batch_statistics(&mut self, x: &[f32], idx: &[usize], micro: usize) {
-        let n_in = self.inputs;
         for b in 0..self.layers.len() {
             if !matches!(self.layers[b], Layer::BatchNorm(_)) {
                 continue;
             }
             self.ws.norm(b).start_whole_batch();
-            for chunk in balanced_chunks(idx, micro) {
+            for (first, chunk) in balanced_chunks(idx, micro) {
                 let r = chunk.len();
-                kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
+                self.load_chunk(x, first, chunk);
                 self.forward_finite(None, r, b, true);
                 let ws = &mut self.ws;
                 let below: &[f32] = if b == 0 {
@@ -322,15 +327,15 @@ impl Network {
     /// layer over the whole batch, from the top down (each needs the input
     /// gradients of those above).
     fn whole_batch_sums(&mut self, x: &[f32], targets: &Targets<'_>, idx: &[usize], micro: usize) {
-        let (n_in, n_layers, m) = (self.inputs, self.layers.len(), idx.len());
+        let (n_layers, m) = (self.layers.len(), idx.len());
         for b in (0..n_layers).rev() {
             if !matches!(self.layers[b], Layer::BatchNorm(_)) {
                 continue;
             }
             self.ws.norm(b).start_whole_batch_sums();
-            for chunk in balanced_chunks(idx, micro) {
+            for (first, chunk) in balanced_chunks(idx, micro) {
                 let r = chunk.len();
-                kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
+                self.load_chunk(x, first, chunk);
                 self.ws.targets.gather(targets, Some(chunk));
                 self.forward_finite(None, r, n_layers, true);
                 self.loss_of(None, r, 1.0 / m as f32);
@@ -338,6 +343,15 @@ impl Network {
                 self.ws.norm(b).add_chunk_sums();
             }
         }
+    }
+
+    /// Gathers rows `chunk` of `x` into the workspace input; `first` is the
+    /// chunk's start in the step's batch (where its dropout masks are drawn).
+    fn load_chunk(&mut self, x: &[f32], first: usize, chunk: &[usize]) {
+        let n_in = self.inputs;
+        let r = chunk.len();
+        kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);
+        self.ws.first_row = first;
     }
 
     /// The one divergence check: a loss that is not finite ends the step before
@@ -370,9 +384,14 @@ mod tests {
     #[test]
     fn chunks_are_balanced_and_cover_everything() {
         let idx: Vec<usize> = (0..10).collect();
-        let sizes: Vec<usize> = balanced_chunks(&idx, 4).map(<[usize]>::len).collect();
+        let sizes: Vec<usize> = balanced_chunks(&idx, 4).map(|(_, c)| c.len()).collect();
         assert_eq!(sizes, vec![4, 3, 3]);
-        let all: Vec<usize> = balanced_chunks(&idx, 3).flatten().copied().collect();
+        let starts: Vec<usize> = balanced_chunks(&idx, 4).map(|(s, _)| s).collect();
+        assert_eq!(starts, vec![0, 4, 7]);
+        let all: Vec<usize> = balanced_chunks(&idx, 3)
+            .flat_map(|(_, c)| c)
+            .copied()
+            .collect();
         assert_eq!(all, idx);
         assert_eq!(balanced_chunks(&idx, 100).count(), 1);
         assert_eq!(balanced_chunks(&idx, 1).count(), 10);

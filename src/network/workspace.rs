@@ -51,6 +51,9 @@ pub(super) struct Workspace {
     pub(super) phase: Phase,
     /// The penalty at the last backward pass's weights.
     pub(super) penalty: f32,
+    /// Position in the step's batch of the first row in the buffers (a
+    /// micro-batch's offset): dropout masks are drawn by that position.
+    pub(super) first_row: usize,
 }
 
 /// Floats per row of each training buffer of a network.
@@ -89,7 +92,7 @@ impl Workspace {
                 .iter()
                 .map(|l| match l {
                     Layer::BatchNorm(b) => b.width,
-                    Layer::Dense(_) => 0,
+                    Layer::Dense(_) | Layer::Dropout(_) => 0,
                 })
                 .sum(),
         }

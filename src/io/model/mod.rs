@@ -108,6 +108,9 @@ enum LayerDesc {
         momentum: f32,
         eps: f32,
     },
+    Dropout {
+        rate: f32,
+    },
 }
 
 /// Writes `network` to `path` atomically (see the module docs for the layout).

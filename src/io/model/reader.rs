@@ -105,6 +105,7 @@ impl Reader<'_> {
                     activation: a,
                 } => builder.dense(*units, activation(a)?),
                 LayerDesc::BatchNorm { activation: a, .. } => builder.batch_norm(activation(a)?),
+                LayerDesc::Dropout { rate } => builder.dropout(*rate),
             };
         }
         builder
@@ -138,6 +139,7 @@ impl Reader<'_> {
                         b.eps = *eps;
                     }
                 }
+                Layer::Dropout(_) => {}
             }
         }
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {

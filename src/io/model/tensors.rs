@@ -48,6 +48,7 @@ impl Tensors {
                         eps: b.eps,
                     });
                 }
+                Layer::Dropout(d) => layers.push(LayerDesc::Dropout { rate: d.rate }),
             }
         }
         layers

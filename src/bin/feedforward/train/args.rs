@@ -91,6 +91,11 @@ pub struct TrainArgs {
     /// Batch normalisation before every hidden activation.
     #[arg(long)]
     pub(super) batch_norm: bool,
+    /// Dropout rate after every hidden layer (one value), or one per hidden
+    /// layer (a list, e.g. 0.2,0.5); 0 for none. Inverted dropout: identity in
+    /// inference.
+    #[arg(long, value_delimiter = ',', value_name = "P")]
+    pub(super) dropout: Vec<f32>,
     /// Compute each batch in chunks of at most this many rows, accumulating
     /// gradients (one optimizer step per batch) [default: from --memory-budget].
     #[arg(long, value_name = "ROWS")]
@@ -252,7 +257,8 @@ pub(super) fn build_network(
             l2: args.l2,
         });
     let activation = args.activation.activation();
-    for &units in &hidden {
+    let rates = dropout_rates(&args.dropout, hidden.len())?;
+    for (&units, rate) in hidden.iter().zip(rates) {
         builder = if args.batch_norm {
             builder
                 .dense(units, Activation::Identity)
@@ -260,12 +266,30 @@ pub(super) fn build_network(
         } else {
             builder.dense(units, activation)
         };
+        if rate != 0.0 {
+            builder = builder.dropout(rate);
+        }
     }
     builder = builder.dense(outputs, loss.output_activation());
     if let Some(c) = args.clip_grad_norm {
         builder = builder.clip_grad_norm(c);
     }
     Ok(builder.build()?)
+}
+
+/// The dropout rate after each of `hidden` hidden layers: none, one for all,
+/// or one each.
+fn dropout_rates(rates: &[f32], hidden: usize) -> Result<Vec<f32>> {
+    match rates {
+        [] => Ok(vec![0.0; hidden]),
+        [rate] => Ok(vec![*rate; hidden]),
+        list if list.len() == hidden => Ok(list.to_vec()),
+        list => Err(format!(
+            "--dropout takes one rate or one per hidden layer: {} given for {hidden} hidden layer(s)",
+            list.len()
+        )
+        .into()),
+    }
 }
 
 /// The hidden layers' widths: from `--layers` (checked against the data's

@@ -154,6 +154,8 @@ fn warm_start(path: &std::path::Path, net: &mut Network) -> Result<Option<Standa
                 let kind = match l {
                     feedforward::Layer::Dense(_) => "dense",
                     feedforward::Layer::BatchNorm(_) => "batch norm",
+                    feedforward::Layer::Dropout(_) => "dropout",
+                    _ => "layer",
                 };
                 format!(
                     "{kind} {} -> {} {}",
