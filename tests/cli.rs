@@ -1473,3 +1473,132 @@ fn dropout_from_the_command_line() {
         &["dropout rate must be in [0, 1), got 1.5"],
     );
 }
+
+/// Pixels of `png` (RGB, 8 bits) in the training line's colour, and its size.
+fn png_pixels_of_first_line(png_bytes: &[u8]) -> (usize, (u32, u32)) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().expect("a PNG header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut buf).expect("PNG data");
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let blue = buf[..info.buffer_size()]
+        .chunks(3)
+        .filter(|p| p == &[31, 119, 180])
+        .count();
+    (blue, (info.width, info.height))
+}
+
+/// `train --plot` draws the run's curves, `plot` draws a `--json` log: a
+/// valid SVG with a line per curve, a PNG with the lines' pixels; a picture
+/// that cannot be drawn is refused before training.
+///
+/// The text needs a TrueType font from the system. On a machine without one
+/// the test checks the error that says so instead, and says it did; in CI
+/// (`CI` set, where `.ci/run` installs fonts-dejavu-core) that fails.
+#[test]
+fn training_curves_as_svg_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    succeeds(&["data", "spiral", "--points", "60", "--out", s(&data)]);
+    let probe = dir.path().join("probe.jsonl");
+    std::fs::write(&probe, "{\"epoch\":1,\"loss\":0.5,\"lr\":0.1}\n").unwrap();
+    let probe_svg = dir.path().join("probe.svg");
+    let out = ff(&["plot", s(&probe), "-o", s(&probe_svg)]);
+    if !out.status.success() {
+        let err = stderr(&out);
+        assert!(
+            err.contains("no TrueType font to draw the curves' text with")
+                && err.contains("fonts-dejavu-core"),
+            "{err}"
+        );
+        assert!(!probe_svg.exists());
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs a font, yet: {err}"
+        );
+        eprintln!("note: no TrueType font on this machine; checked its error, drew no curves");
+        return;
+    }
+    let (svg, png_path, model) = (
+        dir.path().join("curves.svg"),
+        dir.path().join("curves.png"),
+        dir.path().join("m.safetensors"),
+    );
+    let log = succeeds(&[
+        "train",
+        "--data",
+        s(&data),
+        "--hidden",
+        "16",
+        "--epochs",
+        "5",
+        "--val-split",
+        "0.2",
+        "--out",
+        s(&model),
+        "--plot",
+        s(&svg),
+        "--json",
+    ]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    for label in [
+        "loss",
+        "accuracy",
+        "learning rate",
+        "training",
+        "validation",
+    ] {
+        assert!(
+            text.contains(&format!(">\n{label}\n<")),
+            "no {label:?} in the SVG"
+        );
+    }
+    // Each curve is a line and a legend mark: training loss, accuracy and the
+    // learning rate in the first colour, validation loss and accuracy in the second.
+    let lines = |colour: &str| {
+        text.matches(&format!("stroke=\"{colour}\" stroke-width=\"2\""))
+            .count()
+    };
+    assert_eq!((lines("#1F77B4"), lines("#FF7F0E")), (6, 4));
+    let log_path = write(dir.path(), "run.jsonl", &log);
+    succeeds(&["plot", s(&log_path), "-o", s(&png_path)]);
+    let (blue, size) = png_pixels_of_first_line(&std::fs::read(&png_path).unwrap());
+    assert_eq!(size, (900, 3 * 300 + 40));
+    assert!(blue > 1000, "only {blue} pixels of the training lines");
+    fails_with(
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&model),
+            "--plot",
+            "c.jpg",
+        ],
+        &["c.jpg: curves are drawn as .svg or .png"],
+    );
+    fails_with(
+        &["plot", s(&data), "-o", s(&png_path)],
+        &["spiral.csv: line 1: not JSON"],
+    );
+    let empty = write(dir.path(), "empty.jsonl", "{\"x\": 1}\n");
+    fails_with(
+        &["plot", s(&empty), "-o", s(&png_path)],
+        &["empty.jsonl: no epochs in it"],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_feedforward"))
+        .args(["plot", s(&log_path), "-o", s(&png_path)])
+        .env("FEEDFORWARD_FONT", dir.path().join("none.ttf"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("none.ttf: cannot read it"),
+        "{}",
+        stderr(&out)
+    );
+    // The picture from before is whole.
+    let (again, _) = png_pixels_of_first_line(&std::fs::read(&png_path).unwrap());
+    assert_eq!(again, blue);
+}

@@ -1,5 +1,5 @@
 //! The `feedforward` command-line tool: train, evaluate and predict from data
-//! files, generate synthetic data, and benchmark.
+//! files, generate synthetic data, draw training curves, and benchmark.
 
 /// `println!` that ends the program quietly when standard output is closed
 /// (`feedforward predict ... | head`) instead of panicking.
@@ -16,6 +16,7 @@ mod bench;
 mod data;
 mod dataset;
 mod eval;
+mod plot;
 mod predict;
 mod train;
 mod training_data;
@@ -46,6 +47,9 @@ enum Cmd {
     Predict(predict::PredictArgs),
     /// Write a synthetic data set (spiral, blobs, sine) as CSV, label first.
     Data(data::SyntheticArgs),
+    /// Draw the training curves of a `train --json` log (loss, accuracy and
+    /// learning rate per epoch) as SVG or PNG.
+    Plot(plot::PlotArgs),
     /// Run the standard benchmark workloads (W1, W2, W3, W3b, SGEMM) and print
     /// samples/s, GFLOP/s, the fraction of SGEMM and peak memory.
     Bench(bench::BenchArgs),
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Cmd::Predict(args) => predict::run(&args),
         Cmd::Data(args) => data::run(&args),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Plot(args) => plot::run(&args),
         Cmd::Info => {
             outln!("feedforward {}", version_line());
             Ok(())

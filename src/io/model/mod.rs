@@ -193,7 +193,8 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
     write_atomically(path, &sorted_header(bytes))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` through a temporary file in the same directory and a
+/// rename. The file gets the permissions `std::fs::write` would give a new one.
 ///
 /// # Errors
 /// [`Error::Io`]; the temporary file is removed and `path` is untouched.
@@ -203,11 +204,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     let io = |e: std::io::Error| Error::io(path, &e);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".feedforward-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".feedforward-").suffix(".tmp");
+    // A temporary file is private (0600); the file it becomes gets the
+    // permissions of any new file, 0666 less the umask, as `fs::write` gives.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;

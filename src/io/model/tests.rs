@@ -87,3 +87,17 @@ fn new_optimizers_round_trip() {
         assert_eq!(back.network.snapshot(), net.snapshot());
     }
 }
+
+/// The file written is not left private to its owner, as the temporary
+/// file it starts as is: it gets what `fs::write` gives a new file.
+#[cfg(unix)]
+#[test]
+fn atomic_writes_get_the_permissions_of_a_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (atomic, plain) = (dir.path().join("a"), dir.path().join("b"));
+    write_atomically(&atomic, b"x").unwrap();
+    std::fs::write(&plain, b"x").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&atomic), mode(&plain));
+}

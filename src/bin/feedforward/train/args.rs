@@ -17,6 +17,10 @@ use crate::training_data::TrainingData;
 pub struct TrainArgs {
     #[command(flatten)]
     pub(super) data: DataArgs,
+    /// Also draw the run's curves (loss, accuracy and learning rate per epoch,
+    /// training and validation) to this .svg or .png file.
+    #[arg(long, value_name = "FILE")]
+    pub(super) plot: Option<PathBuf>,
     /// Where to write the trained model (safetensors). Written only when training
     /// succeeds, atomically: a failed run leaves an existing file as it was.
     #[arg(long)]

@@ -48,6 +48,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(t) = args.threads {
         feedforward::set_threads(t)?;
     }
+    // A picture that cannot be drawn is refused before any training.
+    if let Some(path) = &args.plot {
+        crate::plot::prepare(path)?;
+    }
     let resumed = resume(args)?;
     let mut settings = resumed
         .as_ref()
@@ -99,7 +103,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         args.out.display(),
         net.parameter_count()
     ));
+    if let Some(path) = &args.plot {
+        plot_history(path, &history, &args.out)?;
+        report.note(&format!("wrote {}", path.display()));
+    }
     Ok(())
+}
+
+/// Draws this run's epochs (after a checkpoint's, when resumed) to `path`.
+fn plot_history(path: &std::path::Path, history: &History, model: &std::path::Path) -> Result<()> {
+    let points: Vec<_> = history.epochs.iter().map(crate::plot::Point::of).collect();
+    if points.is_empty() {
+        return Err(format!("{}: no epoch was trained, nothing to draw", path.display()).into());
+    }
+    let title = format!("feedforward train: {}", model.display());
+    crate::plot::draw(&points, &title, path, crate::plot::Format::of(path)?)
 }
 
 /// The schedule `--schedule` asks for, resolved for a run of `rows` rows in
