@@ -1602,3 +1602,34 @@ fn training_curves_as_svg_and_png() {
     let (again, _) = png_pixels_of_first_line(&std::fs::read(&png_path).unwrap());
     assert_eq!(again, blue);
 }
+
+/// `--warmup` without `--schedule` warms up to the constant rate (it used to
+/// be ignored).
+#[test]
+fn warmup_alone_warms_up_to_the_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    succeeds(&["data", "spiral", "--points", "20", "--out", s(&data)]);
+    let model = dir.path().join("m.safetensors");
+    let epochs = json_lines(&succeeds(&[
+        "train",
+        "--data",
+        s(&data),
+        "--hidden",
+        "8",
+        "--epochs",
+        "4",
+        "--lr",
+        "0.03",
+        "--warmup",
+        "2",
+        "--json",
+        "--out",
+        s(&model),
+    ]));
+    let lrs: Vec<f64> = epochs.iter().map(|e| e["lr"].as_f64().unwrap()).collect();
+    let want = [0.01, 0.02, 0.03, 0.03];
+    for (got, want) in lrs.iter().zip(want) {
+        assert!((got - want).abs() < 1e-6, "{lrs:?}");
+    }
+}

@@ -128,8 +128,11 @@ fn schedule_of(
     batch_size: usize,
     rows: usize,
 ) -> Result<Option<feedforward::LrSchedule>> {
-    let Some(text) = &args.schedule else {
-        return Ok(None);
+    // `--warmup` alone warms up to a constant rate.
+    let text = match (&args.schedule, args.warmup) {
+        (Some(text), _) => text.as_str(),
+        (None, 0) => return Ok(None),
+        (None, _) => "constant",
     };
     let batches = rows.div_ceil(batch_size.min(rows).max(1));
     let counts = |every| match every {
