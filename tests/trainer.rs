@@ -309,6 +309,42 @@ fn scheduled_runs_resume_exactly() {
         )
         .with_warmup(5),
         LrSchedule::new(Schedule::InvScaling { power_t: 0.5 }, Every::Epoch),
+        LrSchedule::new(
+            Schedule::Step {
+                size: 3,
+                gamma: 0.5,
+            },
+            Every::Epoch,
+        ),
+        LrSchedule::new(
+            Schedule::MultiStep {
+                milestones: vec![2, 7, 9],
+                gamma: 0.3,
+            },
+            Every::Epoch,
+        ),
+        LrSchedule::new(Schedule::Exponential { gamma: 0.99 }, Every::Step).with_warmup(2),
+        LrSchedule::new(
+            Schedule::Cosine {
+                period: 12,
+                min_lr: 0.001,
+                restarts: false,
+                mult: 1,
+            },
+            Every::Epoch,
+        ),
+        LrSchedule::new(
+            Schedule::OneCycle {
+                total: 24,
+                max_lr: 0.05,
+                pct_start: 0.3,
+                div_factor: 25.0,
+                final_div_factor: 1e4,
+            },
+            Every::Step,
+        ),
+        // Constant after a warm-up: the rate changes only in the warm-up.
+        LrSchedule::new(Schedule::Constant, Every::Epoch).with_warmup(6),
     ];
     for schedule in schedules {
         let config = |epochs| FitConfig {
@@ -360,8 +396,9 @@ fn scheduled_runs_resume_exactly() {
     }
 }
 
-/// RMSprop (centred, with momentum) and Adagrad resume from a checkpoint to
-/// the bits of an uninterrupted run: all their state travels with it.
+/// RMSprop (centred, with momentum), Adagrad, LARS and LAMB, through batch
+/// norm and dropout, resume from a checkpoint to the bits of an uninterrupted
+/// run: all their state travels with it.
 #[test]
 fn new_optimizers_resume_exactly() {
     let (x, y) = data::spiral(40, 3, 0);
@@ -380,11 +417,14 @@ fn new_optimizers_resume_exactly() {
             initial_accumulator: 0.1,
             ..Default::default()
         }),
+        Optimizer::lars(0.5),
+        Optimizer::lamb(0.01),
     ] {
         let build = || {
             Network::builder(2)
                 .dense(24, Identity)
                 .batch_norm(Relu)
+                .dropout(0.2)
                 .dense(3, Softmax)
                 .optimizer(optimizer)
                 .seed(3)
