@@ -172,7 +172,18 @@ fn one_thread_equals_two() {
     };
     let one = with_threads(1, run);
     let two = with_threads(2, run);
+    // The default backend's products do not depend on the thread count, so
+    // nothing may differ; a BLAS library's may, by rounding, but a mask drawn
+    // differently would move parameters by far more.
+    #[cfg(not(feature = "blas"))]
     assert!(one == two, "parameters differ between 1 and 2 threads");
+    #[cfg(feature = "blas")]
+    for (i, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs().max(0.1),
+            "parameter {i}: {a} vs {b}"
+        );
+    }
 }
 
 #[test]
