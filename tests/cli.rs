@@ -1401,6 +1401,47 @@ fn bf16_precision_from_the_command_line() {
     assert!(stderr(&out).contains("unknown precision \"fp8\": expected f32 or bf16"));
 }
 
+/// Trains `args` (`--data FILE` first) for 4 epochs in `dir`, and again for 2 with a checkpoint,
+/// resumed (with no other option) to 4: both models must be the same bytes.
+/// Returns the uninterrupted run's model.
+fn resumes_to_the_same_bytes(dir: &Path, args: &[&str]) -> PathBuf {
+    let (full, part, resumed, ckpt) = (
+        dir.join("full.safetensors"),
+        dir.join("part.safetensors"),
+        dir.join("resumed.safetensors"),
+        dir.join("run.ckpt"),
+    );
+    let train = |extra: &[&str]| succeeds(&[&["train"], args, extra].concat());
+    train(&["--epochs", "4", "--out", s(&full)]);
+    train(&[
+        "--epochs",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--checkpoint",
+        s(&ckpt),
+        "--out",
+        s(&part),
+    ]);
+    succeeds(&[
+        "train",
+        "--data",
+        args[1],
+        "--epochs",
+        "4",
+        "--resume",
+        s(&ckpt),
+        "--out",
+        s(&resumed),
+    ]);
+    assert_eq!(
+        std::fs::read(&full).unwrap(),
+        std::fs::read(&resumed).unwrap(),
+        "{args:?}"
+    );
+    full
+}
+
 /// `--dropout` puts a dropout layer after each hidden layer (one rate for all,
 /// or one each), stored in the model; a resumed run draws the same masks and
 /// ends with the same bytes; a wrong count or rate is one clear error.
@@ -1427,34 +1468,14 @@ fn dropout_from_the_command_line() {
             })
             .collect()
     };
-    let (full, part, resumed, each) = (
-        out("full.safetensors"),
-        out("part.safetensors"),
-        out("resumed.safetensors"),
-        out("each.safetensors"),
+    let (part, each) = (out("part.safetensors"), out("each.safetensors"));
+    let full = resumes_to_the_same_bytes(
+        dir.path(),
+        &["--data", s(&data), "--hidden", "16,8", "--dropout", "0.3"],
     );
-    train(&["--dropout", "0.3", "--epochs", "4", "--out", s(&full)]);
     assert_eq!(rates(&full), vec![0.3, 0.3]);
     train(&["--dropout", "0.2,0.4", "--epochs", "1", "--out", s(&each)]);
     assert_eq!(rates(&each), vec![0.2, 0.4]);
-    let ckpt = out("run.ckpt");
-    train(&[
-        "--dropout",
-        "0.3",
-        "--epochs",
-        "2",
-        "--checkpoint-every",
-        "2",
-        "--checkpoint",
-        s(&ckpt),
-        "--out",
-        s(&part),
-    ]);
-    train(&["--epochs", "4", "--resume", s(&ckpt), "--out", s(&resumed)]);
-    assert_eq!(
-        std::fs::read(&full).unwrap(),
-        std::fs::read(&resumed).unwrap()
-    );
     let base = [
         "train",
         "--data",
@@ -1632,4 +1653,42 @@ fn warmup_alone_warms_up_to_the_rate() {
     for (got, want) in lrs.iter().zip(want) {
         assert!((got - want).abs() < 1e-6, "{lrs:?}");
     }
+}
+
+/// `--shards S` is stored with the run, so a resumed run sums its batches'
+/// shards as the uninterrupted one did (the same bytes); 0 is refused.
+#[test]
+fn shards_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    succeeds(&["data", "spiral", "--points", "30", "--out", s(&data)]);
+    let args = [
+        "--data",
+        s(&data),
+        "--hidden",
+        "16",
+        "--batch-size",
+        "40",
+        "--shards",
+        "4",
+    ];
+    let full = resumes_to_the_same_bytes(dir.path(), &args);
+    let one = dir.path().join("one.safetensors");
+    succeeds(&[&["train"], &args[..6], &["--epochs", "4", "--out", s(&one)]].concat());
+    assert_ne!(std::fs::read(&full).unwrap(), std::fs::read(&one).unwrap());
+    let record = &model::load(&full).unwrap().metadata["feedforward.training"];
+    assert!(record.contains("\"shards\":4"), "{record}");
+    let part = dir.path().join("part.safetensors");
+    fails_with(
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&part),
+            "--shards",
+            "0",
+        ],
+        &["--shards must be at least 1"],
+    );
 }

@@ -129,10 +129,12 @@ fn trainer_steps_allocate_nothing_after_the_first_epoch() {
         ((i * 13 + j * 5) % 23) as f32 / 23.0 - 0.5
     });
     let y = Array1::from_shape_fn(rows, |i| (i * 7) % classes);
-    for (micro_batch, mode) in [
-        (None, BatchNormMode::Exact),
-        (Some(24), BatchNormMode::Exact),
-        (Some(24), BatchNormMode::Ghost),
+    for (micro_batch, mode, shards) in [
+        (None, BatchNormMode::Exact, 1),
+        (Some(24), BatchNormMode::Exact, 1),
+        (Some(24), BatchNormMode::Ghost, 1),
+        (Some(20), BatchNormMode::Exact, 4),
+        (None, BatchNormMode::Exact, 3),
     ] {
         let mut net = Network::builder(n_in)
             .dense(64, Identity)
@@ -150,6 +152,7 @@ fn trainer_steps_allocate_nothing_after_the_first_epoch() {
             batch_size: 100,
             micro_batch,
             batch_norm_mode: mode,
+            shards,
             validation: Some((x.view(), Targets::Classes(y.view()))),
             ..FitConfig::default()
         };
@@ -161,7 +164,7 @@ fn trainer_steps_allocate_nothing_after_the_first_epoch() {
         assert_eq!(
             count.counted,
             Some(0),
-            "allocations in 9 steps of the Trainer, micro-batch {micro_batch:?}, {mode:?}"
+            "allocations in 9 steps of the Trainer, micro-batch {micro_batch:?}, {mode:?}, {shards} shards"
         );
     }
 }

@@ -11,6 +11,8 @@
 //! - `step`: the training step (forward, loss, backward, update) over a whole
 //!   batch or in micro-batches, and the state machine between those calls;
 //! - `passes`: the layer-by-layer forward and backward passes the step runs;
+//! - `shards`: a batch's fixed split into shards and their gradients' sum in a
+//!   fixed tree (the same bits on any number of processes);
 //! - `infer`: inference (`predict`, `evaluate`);
 //! - `checks`: the checks of user input and the errors they give.
 
@@ -29,6 +31,7 @@ mod checks;
 mod infer;
 mod passes;
 mod penalty;
+mod shards;
 mod snapshot;
 mod step;
 mod workspace;
@@ -38,6 +41,7 @@ pub use infer::{Evaluation, Predictor};
 pub use penalty::Penalty;
 pub use snapshot::Snapshot;
 pub use step::BatchNormMode;
+pub(crate) use step::Split;
 
 use infer::InferenceScratch;
 use workspace::Workspace;

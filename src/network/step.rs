@@ -18,6 +18,7 @@ use ndarray::ArrayView2;
 
 use super::Network;
 use super::checks::non_finite;
+use super::shards::shard_rows;
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::layers::{Layer, resize};
@@ -55,6 +56,38 @@ pub enum BatchNormMode {
     /// with its own statistics, and the running statistics are updated per chunk.
     /// One pass; results depend on the chunk size.
     Ghost,
+}
+
+/// How a training step splits its batch: into `shards` (their gradients
+/// summed in a fixed tree), each computed in chunks of at most `micro` rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Split {
+    /// Rows per chunk at most.
+    pub micro: usize,
+    /// Shards of the batch (1: none).
+    pub shards: usize,
+    /// Batch norm over chunks: exact or ghost.
+    pub mode: BatchNormMode,
+}
+
+impl Split {
+    /// Rows of the largest chunk of a batch of `m` rows.
+    fn largest_chunk(self, m: usize) -> usize {
+        let shard = m.div_ceil(self.shards.max(1));
+        shard.div_ceil(shard.div_ceil(self.micro.max(1)).max(1))
+    }
+
+    /// Every chunk of `idx`, shard after shard, each with its start in `idx`.
+    fn chunks(self, idx: &[usize]) -> impl Iterator<Item = (usize, &[usize])> {
+        let shards = self.shards.max(1);
+        (0..shards).flat_map(move |s| {
+            let rows = shard_rows(idx.len(), shards, s);
+            let start = rows.start;
+            balanced_chunks(&idx[rows], self.micro)
+                .filter(|(_, c)| !c.is_empty())
+                .map(move |(first, c)| (start + first, c))
+        })
+    }
 }
 
 /// Splits `idx` into `ceil(len / max)` runs whose lengths differ by at most
@@ -238,7 +271,12 @@ impl Network {
         let mut idx = std::mem::take(&mut self.ws.row_order);
         idx.extend(idx.len()..n);
         let result = rayon::scope(|_| {
-            let (loss, _) = self.batch_gradients(x, &targets, &idx[..n], micro_batch, mode);
+            let split = Split {
+                micro: micro_batch,
+                shards: 1,
+                mode,
+            };
+            let (loss, _) = self.batch_gradients(x, &targets, &idx[..n], split);
             self.check_finite_loss(loss, 0, 0)?;
             self.step()?;
             Ok(loss as f32)
@@ -248,45 +286,68 @@ impl Network {
     }
 
     /// Forward, loss and backward over rows `idx` of `x` (row-major, `inputs`
-    /// wide) in micro-batches of at most `micro` rows, leaving the whole batch's
-    /// gradients in place for [`Network::step`]. Returns the mean loss and, for
-    /// classification, (right, judged).
+    /// wide) as `split` says, leaving the whole batch's gradients in place for
+    /// [`Network::step`]. Returns the mean loss and, for classification,
+    /// (right, judged).
+    ///
+    /// Each shard's gradient is summed over its chunks in order; with several
+    /// shards, those are added in [`shards`](super::shards)' fixed tree and
+    /// the loss is the sum of the shards' losses in shard order.
     pub(crate) fn batch_gradients(
         &mut self,
         x: &[f32],
         targets: &Targets<'_>,
         idx: &[usize],
-        micro: usize,
-        mode: BatchNormMode,
+        split: Split,
     ) -> (f64, Option<(usize, usize)>) {
         let m = idx.len();
         let n_in = self.inputs();
         let n_layers = self.layers().len();
         let k = self.outputs();
-        let largest = m.div_ceil(m.div_ceil(micro.max(1)).max(1));
+        let shards = split.shards.max(1);
+        let largest = split.largest_chunk(m);
         self.reserve(largest);
         resize(&mut self.ws.input, largest * n_in);
         let inv_m = 1.0 / m as f32;
-        let exact = self.has_batch_norm() && mode == BatchNormMode::Exact && largest < m;
+        let exact = self.has_batch_norm() && split.mode == BatchNormMode::Exact && largest < m;
 
         if exact {
-            self.whole_batch_statistics(x, idx, micro);
-            self.whole_batch_sums(x, targets, idx, micro);
+            self.whole_batch_statistics(x, idx, split);
+            self.whole_batch_sums(x, targets, idx, split);
         }
 
-        // The final pass: loss and gradients, accumulated over the chunks.
+        // The final pass: loss and gradients, accumulated over each shard's
+        // chunks, then over the shards.
         let (mut loss, mut right, mut judged, mut classified) = (0.0f64, 0, 0, false);
-        for (i, (first, chunk)) in balanced_chunks(idx, micro).enumerate() {
-            let r = chunk.len();
-            self.load_chunk(x, first, chunk);
-            self.ws.targets.gather(targets, Some(chunk));
-            self.forward_finite(None, r, n_layers, exact);
-            loss += self.loss_of(None, r, inv_m);
-            let out = &self.ws.outputs[n_layers - 1][..r * k];
-            if let Some((h, j)) = self.loss().correct(out, self.ws.targets.rows(), k) {
-                (right, judged, classified) = (right + h, judged + j, true);
+        for s in 0..shards {
+            let rows = shard_rows(m, shards, s);
+            let shard = &idx[rows.clone()];
+            if shard.is_empty() {
+                self.grads.fill(0.0);
             }
-            self.backward_layers(None, r, i > 0, 0, exact.then_some(m));
+            let mut shard_loss = 0.0f64;
+            for (i, (first, chunk)) in balanced_chunks(shard, split.micro).enumerate() {
+                let r = chunk.len();
+                if r == 0 {
+                    continue;
+                }
+                self.load_chunk(x, rows.start + first, chunk);
+                self.ws.targets.gather(targets, Some(chunk));
+                self.forward_finite(None, r, n_layers, exact);
+                shard_loss += self.loss_of(None, r, inv_m);
+                let out = &self.ws.outputs[n_layers - 1][..r * k];
+                if let Some((h, j)) = self.loss().correct(out, self.ws.targets.rows(), k) {
+                    (right, judged, classified) = (right + h, judged + j, true);
+                }
+                self.backward_layers(None, r, i > 0, 0, exact.then_some(m));
+            }
+            loss += shard_loss;
+            if shards > 1 {
+                self.ws.shard_sum.push(&mut self.grads);
+            }
+        }
+        if shards > 1 {
+            self.ws.shard_sum.finish(&mut self.grads);
         }
         self.add_penalty();
         (loss, classified.then_some((right, judged)))
@@ -295,13 +356,13 @@ impl Network {
     /// Exact micro-batching, first: the statistics of every batch-norm layer
     /// over the whole batch `idx` of `x`, in layer order (each needs the layers
     /// below it normalised with theirs).
-    fn whole_batch_statistics(&mut self, x: &[f32], idx: &[usize], micro: usize) {
+    fn whole_batch_statistics(&mut self, x: &[f32], idx: &[usize], split: Split) {
         for b in 0..self.layers.len() {
             if !matches!(self.layers[b], Layer::BatchNorm(_)) {
                 continue;
             }
             self.ws.norm(b).start_whole_batch();
-            for (first, chunk) in balanced_chunks(idx, micro) {
+            for (first, chunk) in split.chunks(idx) {
                 let r = chunk.len();
                 self.load_chunk(x, first, chunk);
                 self.forward_finite(None, r, b, true);
@@ -326,14 +387,14 @@ impl Network {
     /// Exact micro-batching, second: `Σ dy` and `Σ dy ⊙ x̂` of every batch-norm
     /// layer over the whole batch, from the top down (each needs the input
     /// gradients of those above).
-    fn whole_batch_sums(&mut self, x: &[f32], targets: &Targets<'_>, idx: &[usize], micro: usize) {
+    fn whole_batch_sums(&mut self, x: &[f32], targets: &Targets<'_>, idx: &[usize], split: Split) {
         let (n_layers, m) = (self.layers.len(), idx.len());
         for b in (0..n_layers).rev() {
             if !matches!(self.layers[b], Layer::BatchNorm(_)) {
                 continue;
             }
             self.ws.norm(b).start_whole_batch_sums();
-            for (first, chunk) in balanced_chunks(idx, micro) {
+            for (first, chunk) in split.chunks(idx) {
                 let r = chunk.len();
                 self.load_chunk(x, first, chunk);
                 self.ws.targets.gather(targets, Some(chunk));

@@ -51,6 +51,8 @@ pub(super) struct Workspace {
     pub(super) phase: Phase,
     /// The penalty at the last backward pass's weights.
     pub(super) penalty: f32,
+    /// The shards' gradients, summed in their tree.
+    pub(super) shard_sum: super::shards::ShardSum,
     /// Position in the step's batch of the first row in the buffers (a
     /// micro-batch's offset): dropout masks are drawn by that position.
     pub(super) first_row: usize,

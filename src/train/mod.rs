@@ -55,6 +55,13 @@ pub struct FitConfig<'a> {
     pub micro_batch: Option<usize>,
     /// How batch normalisation treats micro-batches (default exact).
     pub batch_norm_mode: BatchNormMode,
+    /// Shards each mini-batch is split into (default 1): each shard's gradient
+    /// is summed over its own rows, and the shards' gradients are added in a
+    /// fixed pairwise tree over their indices. The result is the step of the
+    /// whole batch up to float summation order, and is the same bits however
+    /// many processes share the shards (a power of two of them dividing a
+    /// power-of-two shard count), which is what data-parallel training needs.
+    pub shards: usize,
     /// Number of the first epoch (default 1). Resuming after `e` finished epochs
     /// with `first_epoch: e + 1` repeats the uninterrupted run's shuffles.
     pub first_epoch: usize,
@@ -71,6 +78,7 @@ impl Default for FitConfig<'_> {
             first_epoch: 1,
             micro_batch: None,
             batch_norm_mode: BatchNormMode::Exact,
+            shards: 1,
         }
     }
 }

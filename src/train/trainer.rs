@@ -251,6 +251,9 @@ impl<'a> Trainer<'a> {
         if self.config.batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1".into()));
         }
+        if self.config.shards == 0 {
+            return Err(Error::Config("a batch needs at least one shard".into()));
+        }
         if self.config.micro_batch == Some(0) {
             return Err(Error::Config("micro-batch size must be at least 1".into()));
         }
@@ -358,7 +361,12 @@ impl<'a> Trainer<'a> {
             extra.before_step(net, epoch, b + 1);
             let (loss, correct) = {
                 let (x, targets, local) = data.load(idx, net)?;
-                net.batch_gradients(x, &targets, local, micro, self.config.batch_norm_mode)
+                let split = crate::network::Split {
+                    micro,
+                    shards: self.config.shards,
+                    mode: self.config.batch_norm_mode,
+                };
+                net.batch_gradients(x, &targets, local, split)
             };
             net.check_finite_loss(loss, epoch, b + 1)?;
             net.step()?;

@@ -108,6 +108,11 @@ pub struct TrainArgs {
     /// the micro-batch size when --micro-batch is not given.
     #[arg(long, default_value = "2GiB", value_parser = parse_size)]
     pub(super) memory_budget: usize,
+    /// Split each batch into this many shards, whose gradients are summed in a
+    /// fixed pairwise tree: the order data-parallel training uses, so that a
+    /// run gives the same bits on any number of processes.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub(super) shards: usize,
     /// Under micro-batching, normalise each chunk with its own statistics (ghost
     /// batch norm) instead of the whole batch's (exact, the default).
     #[arg(long)]

@@ -224,6 +224,9 @@ fn check_counts(args: &TrainArgs, settings: &Settings) -> Result<()> {
     if settings.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
+    if settings.shards == 0 {
+        return Err("--shards must be at least 1".into());
+    }
     if args.checkpoint_every == Some(0) {
         return Err("--checkpoint-every must be at least 1".into());
     }
@@ -355,6 +358,7 @@ impl Run<'_> {
             } else {
                 BatchNormMode::Exact
             },
+            shards: settings.shards,
             ..FitConfig::default()
         };
         let mut trainer = Trainer::new(config)

@@ -28,9 +28,17 @@ pub struct Settings {
     pub micro_batch: Option<usize>,
     #[serde(default)]
     pub ghost_batch_norm: bool,
+    /// Shards per batch, their gradients summed in a fixed tree.
+    #[serde(default = "one_shard")]
+    pub shards: usize,
     /// The learning-rate schedule, its defaults resolved for this run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<LrSchedule>,
+}
+
+/// Checkpoints from before shards had one.
+fn one_shard() -> usize {
+    1
 }
 
 impl Settings {
@@ -43,6 +51,7 @@ impl Settings {
             early_stopping: args.early_stopping,
             micro_batch: args.micro_batch,
             ghost_batch_norm: args.ghost_batch_norm,
+            shards: args.shards,
             schedule: None,
         }
     }
@@ -84,6 +93,7 @@ struct TrainingRecord {
     epochs_since_best: usize,
     micro_batch: Option<usize>,
     ghost_batch_norm: bool,
+    shards: usize,
     /// The epoch of best weights stored beside a checkpoint's own; a model holds none.
     best_epoch: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +118,7 @@ pub fn save_model(
         epochs_since_best: state.epochs_since_best,
         micro_batch: settings.micro_batch,
         ghost_batch_norm: settings.ghost_batch_norm,
+        shards: settings.shards,
         best_epoch: None,
         schedule: settings.schedule.clone(),
     };
