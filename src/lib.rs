@@ -71,6 +71,7 @@ pub mod activation;
 pub mod bench;
 mod cpu;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod gemm;
 pub mod init;

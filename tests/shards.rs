@@ -120,3 +120,33 @@ fn zero_shards_is_refused() {
     assert_eq!(msg, "a batch needs at least one shard");
     assert!(net.snapshot() == before);
 }
+
+/// The trainer with the group of one process trains exactly as without one.
+#[test]
+fn a_single_process_communicator_changes_nothing() {
+    let (x, y) = data::blobs(64, 3, 5, 4);
+    let build = || {
+        Network::builder(5)
+            .dense(16, Relu)
+            .dropout(0.1)
+            .dense(3, Softmax)
+            .seed(5)
+            .build()
+            .unwrap()
+    };
+    let config = || FitConfig {
+        epochs: 2,
+        batch_size: 40,
+        shards: 4,
+        ..FitConfig::default()
+    };
+    let (mut alone, mut grouped) = (build(), build());
+    Trainer::new(config())
+        .fit(&mut alone, x.view(), Targets::Classes(y.view()))
+        .unwrap();
+    Trainer::new(config())
+        .communicator(&feedforward::distributed::SingleProcess)
+        .fit(&mut grouped, x.view(), Targets::Classes(y.view()))
+        .unwrap();
+    assert!(alone.snapshot() == grouped.snapshot());
+}

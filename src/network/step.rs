@@ -19,6 +19,7 @@ use ndarray::ArrayView2;
 use super::Network;
 use super::checks::non_finite;
 use super::shards::shard_rows;
+use crate::distributed::Communicator;
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::layers::{Layer, resize};
@@ -60,17 +61,28 @@ pub enum BatchNormMode {
 
 /// How a training step splits its batch: into `shards` (their gradients
 /// summed in a fixed tree), each computed in chunks of at most `micro` rows.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Split {
+#[derive(Clone, Copy)]
+pub(crate) struct Split<'a> {
     /// Rows per chunk at most.
     pub micro: usize,
     /// Shards of the batch (1: none).
     pub shards: usize,
     /// Batch norm over chunks: exact or ghost.
     pub mode: BatchNormMode,
+    /// The processes sharing the shards (`None`: this one alone). Checked by
+    /// the caller with [`crate::distributed::check_shards`].
+    pub comm: Option<&'a dyn Communicator>,
 }
 
-impl Split {
+impl Split<'_> {
+    /// This process's shards, and the number of processes.
+    fn own_shards(&self) -> (std::ops::Range<usize>, usize) {
+        let shards = self.shards.max(1);
+        let (rank, size) = self.comm.map_or((0, 1), |c| (c.rank(), c.size()));
+        let per = shards / size;
+        (rank * per..(rank + 1) * per, size)
+    }
+
     /// Rows of the largest chunk of a batch of `m` rows.
     fn largest_chunk(self, m: usize) -> usize {
         let shard = m.div_ceil(self.shards.max(1));
@@ -78,7 +90,7 @@ impl Split {
     }
 
     /// Every chunk of `idx`, shard after shard, each with its start in `idx`.
-    fn chunks(self, idx: &[usize]) -> impl Iterator<Item = (usize, &[usize])> {
+    fn chunks(self, idx: &[usize]) -> impl Iterator<Item = (usize, &[usize])> + use<'_> {
         let shards = self.shards.max(1);
         (0..shards).flat_map(move |s| {
             let rows = shard_rows(idx.len(), shards, s);
@@ -275,6 +287,7 @@ impl Network {
                 micro: micro_batch,
                 shards: 1,
                 mode,
+                comm: None,
             };
             let (loss, _) = self.batch_gradients(x, &targets, &idx[..n], split);
             self.check_finite_loss(loss, 0, 0)?;
@@ -298,7 +311,7 @@ impl Network {
         x: &[f32],
         targets: &Targets<'_>,
         idx: &[usize],
-        split: Split,
+        split: Split<'_>,
     ) -> (f64, Option<(usize, usize)>) {
         let m = idx.len();
         let n_in = self.inputs();
@@ -319,7 +332,9 @@ impl Network {
         // The final pass: loss and gradients, accumulated over each shard's
         // chunks, then over the shards.
         let (mut loss, mut right, mut judged, mut classified) = (0.0f64, 0, 0, false);
-        for s in 0..shards {
+        let (own, processes) = split.own_shards();
+        self.ws.shard_losses.clear();
+        for s in own.clone() {
             let rows = shard_rows(m, shards, s);
             let shard = &idx[rows.clone()];
             if shard.is_empty() {
@@ -342,12 +357,17 @@ impl Network {
                 self.backward_layers(None, r, i > 0, 0, exact.then_some(m));
             }
             loss += shard_loss;
-            if shards > 1 {
+            self.ws.shard_losses.push(shard_loss);
+            if own.len() > 1 {
                 self.ws.shard_sum.push(&mut self.grads);
             }
         }
-        if shards > 1 {
+        if own.len() > 1 {
             self.ws.shard_sum.finish(&mut self.grads);
+        }
+        if let (Some(comm), true) = (split.comm, processes > 1) {
+            loss = self.gather_shards(comm);
+            (right, judged) = self.gather_counts(comm, right, judged);
         }
         self.add_penalty();
         (loss, classified.then_some((right, judged)))
@@ -404,6 +424,39 @@ impl Network {
                 self.ws.norm(b).add_chunk_sums();
             }
         }
+    }
+
+    /// With several processes: every process's partial gradient (its shards'
+    /// subtree) gathered and added in the shards' tree, into `grads`; returns
+    /// the loss, every shard's in shard order.
+    fn gather_shards(&mut self, comm: &dyn Communicator) -> f64 {
+        let (p, processes) = (self.grads.len(), comm.size());
+        let ws = &mut self.ws;
+        resize(&mut ws.gathered, processes * p);
+        comm.all_gather(&self.grads, &mut ws.gathered[..processes * p]);
+        for part in ws.gathered[..processes * p].chunks_exact(p) {
+            self.grads.copy_from_slice(part);
+            ws.shard_sum.push(&mut self.grads);
+        }
+        ws.shard_sum.finish(&mut self.grads);
+        let own = ws.shard_losses.len();
+        ws.all_losses.resize(own * processes, 0.0);
+        comm.all_gather_f64(&ws.shard_losses, &mut ws.all_losses);
+        ws.all_losses.iter().fold(0.0, |sum, l| sum + l)
+    }
+
+    /// Every process's (right, judged), summed (integers: exact in any order).
+    fn gather_counts(
+        &mut self,
+        comm: &dyn Communicator,
+        right: usize,
+        judged: usize,
+    ) -> (usize, usize) {
+        let counts = &mut self.ws.all_counts;
+        counts.resize(2 * comm.size(), 0);
+        comm.all_gather_u64(&[right as u64, judged as u64], counts);
+        let sum = |k: usize| counts.iter().skip(k).step_by(2).sum::<u64>() as usize;
+        (sum(0), sum(1))
     }
 
     /// Gathers rows `chunk` of `x` into the workspace input; `first` is the

@@ -53,6 +53,14 @@ pub(super) struct Workspace {
     pub(super) penalty: f32,
     /// The shards' gradients, summed in their tree.
     pub(super) shard_sum: super::shards::ShardSum,
+    /// This process's shards' losses, in shard order.
+    pub(super) shard_losses: Vec<f64>,
+    /// With several processes: their partial gradients, in rank order.
+    pub(super) gathered: Vec<f32>,
+    /// With several processes: every shard's loss, in shard order.
+    pub(super) all_losses: Vec<f64>,
+    /// With several processes: their (right, judged) counts.
+    pub(super) all_counts: Vec<u64>,
     /// Position in the step's batch of the first row in the buffers (a
     /// micro-batch's offset): dropout masks are drawn by that position.
     pub(super) first_row: usize,

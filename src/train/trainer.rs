@@ -13,6 +13,7 @@ use super::checkpoint::{Checkpoints, TrainingState};
 use super::early_stopping::EarlyStopping;
 use super::history::{EpochStats, History, Progress};
 use crate::Precision;
+use crate::distributed::{self, Communicator};
 use crate::error::{Error, Result};
 use crate::network::{Network, Snapshot};
 use crate::optim::{Every, LrSchedule};
@@ -78,6 +79,7 @@ pub struct Trainer<'a> {
     callbacks: Vec<Box<dyn Callback + Send + 'a>>,
     schedule: Option<LrSchedule>,
     precision: Option<Precision>,
+    comm: Option<&'a dyn Communicator>,
     state: TrainingState,
 }
 
@@ -95,8 +97,25 @@ impl<'a> Trainer<'a> {
             callbacks: Vec::new(),
             schedule: None,
             precision: None,
+            comm: None,
             state,
         }
+    }
+
+    /// Trains data-parallel with the processes of `comm`: each computes the
+    /// gradients of its share of every batch's [`FitConfig::shards`], and they
+    /// are summed in the shards' fixed tree, so the weights are the same bits
+    /// as one process training alone (see [`crate::distributed`]). Every
+    /// process calls `fit` with the same data, network and settings; at the
+    /// start they check that they agree (rows, widths, parameters, settings)
+    /// and take process 0's weights.
+    ///
+    /// Callbacks, checkpoints and early stopping run on every process; a
+    /// program lets process 0 alone write files.
+    #[must_use]
+    pub fn communicator(mut self, comm: &'a dyn Communicator) -> Self {
+        self.comm = Some(comm);
+        self
     }
 
     /// Trains with the dense layers' products in `precision` (the network
@@ -267,6 +286,58 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// With several processes: checks that they can share the shards and
+    /// agree on the data, the network and the settings, then gives every one
+    /// process 0's weights.
+    fn join_processes(
+        &self,
+        comm: &dyn Communicator,
+        net: &mut Network,
+        rows: usize,
+        micro: usize,
+    ) -> Result<()> {
+        let shards = self.config.shards;
+        distributed::check_shards(shards, comm.size())?;
+        let names = [
+            "training rows",
+            "features",
+            "outputs",
+            "layers",
+            "parameters",
+            "shards",
+            "batch size",
+            "micro-batch size",
+            "epochs",
+            "shuffling seed",
+            "optimizer steps taken",
+        ];
+        let seed = self.config.seed.unwrap_or(net.seed());
+        let values = [
+            rows,
+            net.inputs(),
+            net.outputs(),
+            net.layers().len(),
+            net.parameter_count(),
+            shards,
+            self.config.batch_size,
+            micro,
+            self.config.epochs,
+        ]
+        .map(|v| v as u64);
+        let values = [&values[..], &[seed, net.optimizer_state().step]].concat();
+        distributed::check_agreement(comm, &names, &values)?;
+        if comm.size() > 1 && net.has_batch_norm() {
+            // Its statistics would need their sums gathered in a fixed order too.
+            return Err(Error::Config(
+                "batch norm across processes is not supported yet: train a network \
+                 with batch norm in one process"
+                    .into(),
+            ));
+        }
+        comm.broadcast(net.parameters_mut());
+        Ok(())
+    }
+
     fn check_validation(&self, net: &Network) -> Result<()> {
         if let Some((vx, vy)) = &self.config.validation {
             net.check_features(vx, "fit: validation features")?;
@@ -287,6 +358,9 @@ impl<'a> Trainer<'a> {
         net.check_batch_norm_rows(rows)?;
         let batch = self.config.batch_size.min(rows);
         let micro = self.config.micro_batch.map_or(batch, |c| c.min(batch));
+        if let Some(comm) = self.comm {
+            self.join_processes(comm, net, rows, micro)?;
+        }
         net.reserve(micro);
         let mut order: Vec<usize> = (0..rows).collect();
         let mut history = History::default();
@@ -365,6 +439,7 @@ impl<'a> Trainer<'a> {
                     micro,
                     shards: self.config.shards,
                     mode: self.config.batch_norm_mode,
+                    comm: self.comm,
                 };
                 net.batch_gradients(x, &targets, local, split)
             };

@@ -24,6 +24,7 @@ mod training_data;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use feedforward::distributed::{Communicator, SingleProcess};
 
 /// Errors reach `main` as one message.
 pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
     #[cfg(feature = "openblas")]
     ensure_openblas_kernel();
     let result = match cli.command {
-        Cmd::Train(args) => train::run(&args),
+        Cmd::Train(args) => with_processes(|comm| train::run(&args, comm)),
         Cmd::Eval(args) => eval::run(&args),
         Cmd::Predict(args) => predict::run(&args),
         Cmd::Data(args) => data::run(&args),
@@ -123,6 +124,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `f` with the processes it was started with: under `mpirun` (feature
+/// `mpi`), MPI's world; otherwise this process alone.
+fn with_processes(f: impl FnOnce(&dyn Communicator) -> Result<()>) -> Result<()> {
+    #[cfg(feature = "mpi")]
+    if launched_by_mpi() {
+        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Serialized)
+            .ok_or("MPI could not be initialised")?;
+        let world = feedforward::distributed::MpiCommunicator::world(&universe)?;
+        let rank = world.rank();
+        return f(&world).map_err(|e| {
+            if world.size() > 1 {
+                format!("rank {rank}: {e}").into()
+            } else {
+                e
+            }
+        });
+    }
+    f(&SingleProcess)
+}
+
+/// Whether a process manager (Open MPI's, or a PMI one such as MPICH's and
+/// Slurm's) started this process: MPI is initialised only then.
+#[cfg(feature = "mpi")]
+fn launched_by_mpi() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
 }
 
 /// Keeps OpenBLAS off its slow generic kernels on AVX-512 CPUs it does not

@@ -12,6 +12,7 @@ mod record;
 mod report;
 mod schedule;
 
+use feedforward::distributed::Communicator;
 use feedforward::io::Dataset;
 use feedforward::train::{Checkpoint, Checkpoints, EarlyStopping, History, Trainer, TrainingState};
 use feedforward::{BatchNormMode, FitConfig, Loss, Network, Standardizer};
@@ -44,7 +45,11 @@ struct Resumed {
 }
 
 /// Trains as the options say and writes the model.
-pub fn run(args: &TrainArgs) -> Result<()> {
+///
+/// With several processes (`comm`), each trains its share of every batch's
+/// shards; process 0 alone reports and writes the model, checkpoints and
+/// curves.
+pub fn run(args: &TrainArgs, comm: &dyn Communicator) -> Result<()> {
     if let Some(t) = args.threads {
         feedforward::set_threads(t)?;
     }
@@ -88,15 +93,26 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         Some(c) => Some(c),
         None => Some(net.micro_batch_for_budget(args.memory_budget)),
     };
-    let report = Reporter::new(args, settings.batch_size, state.epochs_done, rows.rows());
+    let lead = comm.rank() == 0;
+    let report = Reporter::new(
+        args,
+        settings.batch_size,
+        state.epochs_done,
+        rows.rows(),
+        lead,
+    );
     let run = Run {
         args,
         settings: &settings,
         standardizer: standardizer.as_ref(),
         report: &report,
+        comm,
     };
     let (history, state) = run.train(&mut net, &mut rows, val.as_ref(), state)?;
     run.finish(&history, &state);
+    if !lead {
+        return Ok(());
+    }
     save_model(&args.out, &net, standardizer.as_ref(), &settings, &state)?;
     report.note(&format!(
         "wrote {} ({} parameters)",
@@ -334,6 +350,7 @@ struct Run<'r> {
     settings: &'r Settings,
     standardizer: Option<&'r Standardizer>,
     report: &'r Reporter,
+    comm: &'r dyn Communicator,
 }
 
 impl Run<'_> {
@@ -364,6 +381,7 @@ impl Run<'_> {
         let mut trainer = Trainer::new(config)
             .precision(self.args.precision)
             .resume(state)
+            .communicator(self.comm)
             .callback(self.report);
         if let Some(schedule) = &settings.schedule {
             trainer = trainer.schedule(schedule.clone());
@@ -371,7 +389,7 @@ impl Run<'_> {
         if let Some(patience) = settings.early_stopping {
             trainer = trainer.early_stopping(EarlyStopping::patience(patience));
         }
-        if let Some(every) = self.args.checkpoint_every {
+        if let (Some(every), 0) = (self.args.checkpoint_every, self.comm.rank()) {
             trainer = trainer.checkpoints(Checkpoints {
                 path: self
                     .args

@@ -35,8 +35,15 @@ struct BarState {
 impl Reporter {
     /// A reporter for a run of `rows` rows in batches of `batch_size` from
     /// epoch `epochs_done + 1` to `args.epochs`.
-    pub fn new(args: &TrainArgs, batch_size: usize, epochs_done: usize, rows: usize) -> Reporter {
-        let quiet = args.quiet;
+    /// Only the `lead` process of several reports; the others are quiet.
+    pub fn new(
+        args: &TrainArgs,
+        batch_size: usize,
+        epochs_done: usize,
+        rows: usize,
+        lead: bool,
+    ) -> Reporter {
+        let quiet = args.quiet || !lead;
         let bar = (!quiet && !args.json).then(|| {
             let batches = rows.div_ceil(batch_size.min(rows).max(1));
             let total = (args.epochs.saturating_sub(epochs_done) * batches) as u64;

@@ -1,0 +1,238 @@
+//! Data-parallel training under `mpirun` (feature `mpi`; needs Open MPI's
+//! `mpirun` on the PATH, which `.ci/run` installs): 2 and 4 processes end with
+//! the model file of one process, byte for byte; disagreeing or unusable
+//! launches end with one clear error; a killed process ends the run.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const FF: &str = env!("CARGO_BIN_EXE_feedforward");
+
+/// `mpirun` with the flags a test needs: as root if need be, more processes
+/// than cores, over loopback and shared memory.
+fn mpirun(np: usize) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-np", &np.to_string(), "--oversubscribe"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env_remove("OPENBLAS_CORETYPE");
+    cmd
+}
+
+fn run(mut cmd: Command) -> Output {
+    cmd.output().expect("the command runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Trains with `args` on 1 process (no mpirun) and under `mpirun` with 2 and 4,
+/// and checks the three model files are the same bytes.
+fn same_bytes_on_1_2_and_4(dir: &Path, name: &str, args: &[&str]) {
+    let out = |n: usize| dir.join(format!("{name}-{n}.safetensors"));
+    let single = run({
+        let mut c = Command::new(FF);
+        c.args(args).args(["--out", s(&out(1))]);
+        c
+    });
+    assert!(
+        single.status.success(),
+        "{}",
+        String::from_utf8_lossy(&single.stderr)
+    );
+    for np in [2, 4] {
+        let mut cmd = mpirun(np);
+        cmd.arg(FF).args(args).args(["--out", s(&out(np))]);
+        let o = run(cmd);
+        assert!(
+            o.status.success(),
+            "{np} processes: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            std::fs::read(out(1)).unwrap(),
+            std::fs::read(out(np)).unwrap(),
+            "{name}: 1 and {np} processes end with different models"
+        );
+    }
+}
+
+fn data(dir: &Path, kind: &str, points: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{kind}.csv"));
+    let o = run({
+        let mut c = Command::new(FF);
+        c.args(["data", kind, "--points", points, "--out", s(&path)]);
+        c
+    });
+    assert!(o.status.success());
+    path
+}
+
+#[test]
+fn softmax_with_adam_is_the_same_on_1_2_and_4_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spiral = data(dir.path(), "spiral", "100");
+    let args = [
+        "train",
+        "--data",
+        s(&spiral),
+        "--hidden",
+        "32,16",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--shards",
+        "8",
+        "--threads",
+        "1",
+        "--quiet",
+        "--dropout",
+        "0.1",
+    ];
+    same_bytes_on_1_2_and_4(dir.path(), "softmax", &args);
+}
+
+#[test]
+fn regression_with_sgd_momentum_is_the_same_on_1_2_and_4_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sine = data(dir.path(), "sine", "500");
+    let args = [
+        "train",
+        "--data",
+        s(&sine),
+        "--loss",
+        "mse",
+        "--hidden",
+        "24",
+        "--activation",
+        "tanh",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0.9",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "100",
+        "--shards",
+        "4",
+        "--micro-batch",
+        "7",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    same_bytes_on_1_2_and_4(dir.path(), "mse", &args);
+}
+
+/// One clear error, from every process that reports, and a failed run.
+fn fails_with(cmd: Command, expected: &str) {
+    let o = run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "should fail: {err}");
+    assert!(err.contains(expected), "{err:?} lacks {expected:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn launches_that_cannot_train_together_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spiral = data(dir.path(), "spiral", "40");
+    let model = dir.path().join("m.safetensors");
+    let base = [
+        "train",
+        "--data",
+        s(&spiral),
+        "--hidden",
+        "8",
+        "--batch-size",
+        "30",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        s(&model),
+    ];
+    let mut cmd = mpirun(3);
+    cmd.arg(FF).args(base).args(["--shards", "4"]);
+    fails_with(cmd, "3 processes cannot share 4 shards");
+    // Processes given different options: the first difference is named.
+    let mut cmd = Command::new("mpirun");
+    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(["-np", "1", FF])
+        .args(base)
+        .args(["--shards", "2", "--epochs", "3", ":", "-np", "1", FF])
+        .args(base)
+        .args(["--shards", "2", "--epochs", "4"]);
+    fails_with(
+        cmd,
+        "the processes disagree on the epochs: 3 on rank 0, 4 on rank 1",
+    );
+    let mut cmd = mpirun(2);
+    cmd.arg(FF)
+        .args(base)
+        .args(["--shards", "2", "--batch-norm"]);
+    fails_with(cmd, "batch norm across processes is not supported yet");
+    assert!(!model.exists(), "a refused run wrote a model");
+}
+
+#[test]
+fn a_killed_process_ends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let spiral = data(dir.path(), "spiral", "3000");
+    let model = dir.path().join("m.safetensors");
+    let mut cmd = mpirun(2);
+    cmd.arg(FF)
+        .args([
+            "train",
+            "--data",
+            s(&spiral),
+            "--hidden",
+            "256,256",
+            "--epochs",
+            "1000",
+            "--batch-size",
+            "64",
+            "--shards",
+            "2",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+            s(&model),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut job = cmd.spawn().unwrap();
+    // Find one of the training processes and kill it once it is working.
+    std::thread::sleep(Duration::from_secs(3));
+    let pids = Command::new("pgrep")
+        // Anchored: mpirun's own command line holds the same words after "mpirun".
+        .args(["-f", &format!("^{FF} train --data {}", s(&spiral))])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&pids.stdout);
+    let pids: Vec<&str> = pids.lines().collect();
+    assert_eq!(pids.len(), 2, "two training processes: {pids:?}");
+    let victim = pids[1];
+    Command::new("kill").args(["-9", victim]).status().unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the run went on 30 s after a process was killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    assert!(!model.exists(), "a killed run wrote a model");
+}
