@@ -236,3 +236,66 @@ fn a_killed_process_ends_the_run() {
     assert!(!status.success());
     assert!(!model.exists(), "a killed run wrote a model");
 }
+
+/// A checkpoint written by 2 processes, resumed by 4, ends with the model of
+/// one process trained straight through.
+#[test]
+fn a_checkpoint_of_2_processes_resumes_on_4_to_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spiral = data(dir.path(), "spiral", "60");
+    let path = |name: &str| dir.path().join(name);
+    let args = [
+        "train",
+        "--data",
+        s(&spiral),
+        "--hidden",
+        "16",
+        "--batch-size",
+        "40",
+        "--shards",
+        "4",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    let straight = run({
+        let mut c = Command::new(FF);
+        c.args(args)
+            .args(["--epochs", "4", "--out", s(&path("straight.safetensors"))]);
+        c
+    });
+    assert!(straight.status.success());
+    let mut first = mpirun(2);
+    first.arg(FF).args(args).args([
+        "--epochs",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--checkpoint",
+        s(&path("run.ckpt")),
+        "--out",
+        s(&path("part.safetensors")),
+    ]);
+    assert!(run(first).status.success());
+    let mut rest = mpirun(4);
+    rest.arg(FF).args([
+        "train",
+        "--data",
+        s(&spiral),
+        "--threads",
+        "1",
+        "--quiet",
+        "--epochs",
+        "4",
+        "--resume",
+        s(&path("run.ckpt")),
+        "--out",
+        s(&path("resumed.safetensors")),
+    ]);
+    let o = run(rest);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(path("straight.safetensors")).unwrap(),
+        std::fs::read(path("resumed.safetensors")).unwrap()
+    );
+}
