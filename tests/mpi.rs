@@ -130,6 +130,36 @@ fn regression_with_sgd_momentum_is_the_same_on_1_2_and_4_processes() {
     same_bytes_on_1_2_and_4(dir.path(), "mse", &args);
 }
 
+/// Exact batch norm: its statistics and backward sums are gathered chunk by
+/// chunk and merged in one order, so they too are the same bits; shards of
+/// unequal chunk counts (27 rows in 8 shards of 3 or 4, micro-batches of 3)
+/// included.
+#[test]
+fn batch_norm_is_the_same_on_1_2_and_4_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spiral = data(dir.path(), "spiral", "40");
+    let args = [
+        "train",
+        "--data",
+        s(&spiral),
+        "--hidden",
+        "16,8",
+        "--batch-norm",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "27",
+        "--shards",
+        "8",
+        "--micro-batch",
+        "3",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    same_bytes_on_1_2_and_4(dir.path(), "batch-norm", &args);
+}
+
 /// One clear error, from every process that reports, and a failed run.
 fn fails_with(cmd: Command, expected: &str) {
     let o = run(cmd);
@@ -177,8 +207,8 @@ fn launches_that_cannot_train_together_are_refused() {
     let mut cmd = mpirun(2);
     cmd.arg(FF)
         .args(base)
-        .args(["--shards", "2", "--batch-norm"]);
-    fails_with(cmd, "batch norm across processes is not supported yet");
+        .args(["--shards", "2", "--batch-norm", "--ghost-batch-norm"]);
+    fails_with(cmd, "ghost batch norm across processes is not supported");
     assert!(!model.exists(), "a refused run wrote a model");
 }
 

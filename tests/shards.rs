@@ -29,7 +29,7 @@ fn train(shards: usize, micro: Option<usize>, mode: BatchNormMode) -> Network {
     let mut net = network(2);
     let config = FitConfig {
         epochs: 3,
-        batch_size: 48,
+        batch_size: 45,
         shards,
         micro_batch: micro,
         batch_norm_mode: mode,
@@ -53,7 +53,16 @@ fn assert_close(a: &Network, b: &Network, what: &str) {
 #[test]
 fn sharded_steps_are_whole_batch_steps_up_to_rounding() {
     let whole = train(1, None, BatchNormMode::Exact);
-    for (shards, micro) in [(2, None), (4, None), (8, Some(5)), (3, Some(7))] {
+    // Batches of 45 rows; (12, Some(3)): shards of 4 rows in 2 chunks of 2
+    // beside shards of 3 rows in one chunk of 3, longer than the longest
+    // shard's chunks.
+    for (shards, micro) in [
+        (2, None),
+        (4, None),
+        (8, Some(5)),
+        (3, Some(7)),
+        (12, Some(3)),
+    ] {
         let sharded = train(shards, micro, BatchNormMode::Exact);
         assert_close(
             &whole,

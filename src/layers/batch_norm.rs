@@ -313,13 +313,12 @@ impl BatchNormCache {
         self.stats_rows = 0;
     }
 
-    /// Adds the mean and `Σ (x − mean)²` of the `rows` rows of `x` (`width`
-    /// wide) to the whole-batch statistics: one `f64` accumulator per column, rows
-    /// in the buffer's order, chunks merged by Chan, Golub and LeVeque's pairwise
-    /// update, so the result does not depend on the thread count.
-    pub(crate) fn merge_chunk(&mut self, x: &[f32], width: usize, rows: usize) {
+    /// The mean and `Σ (x − mean)²` of the `rows` rows of `x` (`width` wide)
+    /// into the chunk scratch (`chunk_mean`, `chunk_m2`): one `f64`
+    /// accumulator per column, rows in the buffer's order, so the result does
+    /// not depend on the thread count.
+    pub(crate) fn chunk_statistics(&mut self, x: &[f32], width: usize, rows: usize) {
         let x = &x[..rows * width];
-        let seen = self.stats_rows as f64;
         let r = rows as f64;
         let (mean, m2) = (&mut self.chunk_mean[..width], &mut self.chunk_m2[..width]);
         mean.fill(0.0);
@@ -335,6 +334,14 @@ impl BatchNormCache {
                 *s += (f64::from(v) - mu).powi(2);
             }
         }
+    }
+
+    /// Adds the chunk scratch, the statistics of `rows` rows, to the whole
+    /// batch's, by Chan, Golub and LeVeque's pairwise update.
+    pub(crate) fn merge_chunk_statistics(&mut self, width: usize, rows: usize) {
+        let seen = self.stats_rows as f64;
+        let r = rows as f64;
+        let (mean, m2) = (&self.chunk_mean[..width], &self.chunk_m2[..width]);
         for j in 0..width {
             if self.stats_rows == 0 {
                 self.stats_mean[j] = mean[j];

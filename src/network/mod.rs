@@ -11,6 +11,7 @@
 //! - `step`: the training step (forward, loss, backward, update) over a whole
 //!   batch or in micro-batches, and the state machine between those calls;
 //! - `passes`: the layer-by-layer forward and backward passes the step runs;
+//! - `whole_batch`: exact batch norm over chunks, shards and processes;
 //! - `shards`: a batch's fixed split into shards and their gradients' sum in a
 //!   fixed tree (the same bits on any number of processes);
 //! - `infer`: inference (`predict`, `evaluate`);
@@ -34,6 +35,7 @@ mod penalty;
 mod shards;
 mod snapshot;
 mod step;
+mod whole_batch;
 mod workspace;
 
 pub use builder::NetworkBuilder;

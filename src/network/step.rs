@@ -22,7 +22,7 @@ use super::shards::shard_rows;
 use crate::distributed::Communicator;
 use crate::error::{Error, Result};
 use crate::kernels;
-use crate::layers::{Layer, resize};
+use crate::layers::resize;
 use crate::optim;
 use crate::targets::{TargetRows, Targets};
 
@@ -76,23 +76,48 @@ pub(crate) struct Split<'a> {
 
 impl Split<'_> {
     /// This process's shards, and the number of processes.
-    fn own_shards(&self) -> (std::ops::Range<usize>, usize) {
-        let shards = self.shards.max(1);
+    pub(super) fn own_shards(&self) -> (std::ops::Range<usize>, usize) {
         let (rank, size) = self.comm.map_or((0, 1), |c| (c.rank(), c.size()));
-        let per = shards / size;
-        (rank * per..(rank + 1) * per, size)
+        (self.shards_of(rank), size)
+    }
+
+    /// The shards of process `rank`.
+    pub(super) fn shards_of(&self, rank: usize) -> std::ops::Range<usize> {
+        let size = self.comm.map_or(1, |c| c.size());
+        let per = self.shards.max(1) / size;
+        rank * per..(rank + 1) * per
     }
 
     /// Rows of the largest chunk of a batch of `m` rows.
     fn largest_chunk(self, m: usize) -> usize {
-        let shard = m.div_ceil(self.shards.max(1));
-        shard.div_ceil(shard.div_ceil(self.micro.max(1)).max(1))
+        // Shards have ⌊m/S⌋ or ⌈m/S⌉ rows; a shorter one may be cut into
+        // fewer, longer chunks (4 rows in chunks of 2, 3 rows in one of 3).
+        let shards = self.shards.max(1);
+        let chunk = |len: usize| len.div_ceil(len.div_ceil(self.micro.max(1)).max(1));
+        chunk(m / shards).max(chunk(m.div_ceil(shards)))
     }
 
-    /// Every chunk of `idx`, shard after shard, each with its start in `idx`.
-    fn chunks(self, idx: &[usize]) -> impl Iterator<Item = (usize, &[usize])> + use<'_> {
+    /// Chunks of the shards `which` of a batch of `m` rows.
+    pub(super) fn chunk_count(self, m: usize, which: std::ops::Range<usize>) -> usize {
         let shards = self.shards.max(1);
-        (0..shards).flat_map(move |s| {
+        which
+            .map(|s| {
+                let len = shard_rows(m, shards, s).len();
+                // As `balanced_chunks` splits it; an empty shard has none.
+                len.div_ceil(self.micro.max(1))
+            })
+            .sum()
+    }
+
+    /// Every chunk of the shards `which` of `idx`, shard after shard, each
+    /// with its start in `idx`.
+    pub(super) fn chunks(
+        self,
+        idx: &[usize],
+        which: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, &[usize])> + use<'_> {
+        let shards = self.shards.max(1);
+        which.flat_map(move |s| {
             let rows = shard_rows(idx.len(), shards, s);
             let start = rows.start;
             balanced_chunks(&idx[rows], self.micro)
@@ -373,59 +398,6 @@ impl Network {
         (loss, classified.then_some((right, judged)))
     }
 
-    /// Exact micro-batching, first: the statistics of every batch-norm layer
-    /// over the whole batch `idx` of `x`, in layer order (each needs the layers
-    /// below it normalised with theirs).
-    fn whole_batch_statistics(&mut self, x: &[f32], idx: &[usize], split: Split) {
-        for b in 0..self.layers.len() {
-            if !matches!(self.layers[b], Layer::BatchNorm(_)) {
-                continue;
-            }
-            self.ws.norm(b).start_whole_batch();
-            for (first, chunk) in split.chunks(idx) {
-                let r = chunk.len();
-                self.load_chunk(x, first, chunk);
-                self.forward_finite(None, r, b, true);
-                let ws = &mut self.ws;
-                let below: &[f32] = if b == 0 {
-                    &ws.input
-                } else {
-                    &ws.outputs[b - 1]
-                };
-                let width = self.layers[b].inputs();
-                let cache = ws.norms[b].get_or_insert_with(Default::default);
-                cache.merge_chunk(below, width, r);
-            }
-            let cache = self.ws.norms[b].get_or_insert_with(Default::default);
-            cache.finish_whole_batch(idx.len());
-            if let Layer::BatchNorm(bn) = &mut self.layers[b] {
-                bn.set_statistics(cache, idx.len());
-            }
-        }
-    }
-
-    /// Exact micro-batching, second: `Σ dy` and `Σ dy ⊙ x̂` of every batch-norm
-    /// layer over the whole batch, from the top down (each needs the input
-    /// gradients of those above).
-    fn whole_batch_sums(&mut self, x: &[f32], targets: &Targets<'_>, idx: &[usize], split: Split) {
-        let (n_layers, m) = (self.layers.len(), idx.len());
-        for b in (0..n_layers).rev() {
-            if !matches!(self.layers[b], Layer::BatchNorm(_)) {
-                continue;
-            }
-            self.ws.norm(b).start_whole_batch_sums();
-            for (first, chunk) in split.chunks(idx) {
-                let r = chunk.len();
-                self.load_chunk(x, first, chunk);
-                self.ws.targets.gather(targets, Some(chunk));
-                self.forward_finite(None, r, n_layers, true);
-                self.loss_of(None, r, 1.0 / m as f32);
-                self.backward_layers(None, r, false, b, Some(m));
-                self.ws.norm(b).add_chunk_sums();
-            }
-        }
-    }
-
     /// With several processes: every process's partial gradient (its shards'
     /// subtree) gathered and added in the shards' tree, into `grads`; returns
     /// the loss, every shard's in shard order.
@@ -461,7 +433,7 @@ impl Network {
 
     /// Gathers rows `chunk` of `x` into the workspace input; `first` is the
     /// chunk's start in the step's batch (where its dropout masks are drawn).
-    fn load_chunk(&mut self, x: &[f32], first: usize, chunk: &[usize]) {
+    pub(super) fn load_chunk(&mut self, x: &[f32], first: usize, chunk: &[usize]) {
         let n_in = self.inputs;
         let r = chunk.len();
         kernels::gather_rows(x, n_in, n_in, chunk, &mut self.ws.input[..r * n_in]);

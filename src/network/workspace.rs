@@ -61,6 +61,10 @@ pub(super) struct Workspace {
     pub(super) all_losses: Vec<f64>,
     /// With several processes: their (right, judged) counts.
     pub(super) all_counts: Vec<u64>,
+    /// With several processes: this process's chunks' batch-norm records.
+    pub(super) records: Vec<f64>,
+    /// With several processes: every process's records, in rank order.
+    pub(super) all_records: Vec<f64>,
     /// Position in the step's batch of the first row in the buffers (a
     /// micro-batch's offset): dropout masks are drawn by that position.
     pub(super) first_row: usize,

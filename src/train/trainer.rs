@@ -326,11 +326,15 @@ impl<'a> Trainer<'a> {
         .map(|v| v as u64);
         let values = [&values[..], &[seed, net.optimizer_state().step]].concat();
         distributed::check_agreement(comm, &names, &values)?;
-        if comm.size() > 1 && net.has_batch_norm() {
-            // Its statistics would need their sums gathered in a fixed order too.
+        if comm.size() > 1
+            && net.has_batch_norm()
+            && self.config.batch_norm_mode == crate::BatchNormMode::Ghost
+        {
+            // Each process would update the running statistics with its own
+            // chunks only.
             return Err(Error::Config(
-                "batch norm across processes is not supported yet: train a network \
-                 with batch norm in one process"
+                "ghost batch norm across processes is not supported: use exact batch norm \
+                 (the default), whose statistics are the whole batch's on every process"
                     .into(),
             ));
         }
