@@ -112,6 +112,24 @@ impl<'a> Trainer<'a> {
     ///
     /// Callbacks, checkpoints and early stopping run on every process; a
     /// program lets process 0 alone write files.
+    ///
+    /// ```
+    /// use feedforward::distributed::SingleProcess;
+    /// use feedforward::train::Trainer;
+    /// use feedforward::{Activation::*, FitConfig, Network, data};
+    /// let (x, y) = data::spiral(50, 3, 0);
+    /// let build = || Network::builder(2).dense(16, Relu).dense(3, Softmax).seed(1).build();
+    /// let config = || FitConfig { epochs: 2, batch_size: 40, shards: 4, ..Default::default() };
+    /// let (mut alone, mut grouped) = (build()?, build()?);
+    /// Trainer::new(config()).fit(&mut alone, x.view(), (&y).into())?;
+    /// // Under mpirun, `MpiCommunicator::world(&universe)?` (feature `mpi`)
+    /// // in its place gives these same bits on every process.
+    /// Trainer::new(config())
+    ///     .communicator(&SingleProcess)
+    ///     .fit(&mut grouped, x.view(), (&y).into())?;
+    /// assert_eq!(alone.parameters(), grouped.parameters());
+    /// # Ok::<(), feedforward::Error>(())
+    /// ```
     #[must_use]
     pub fn communicator(mut self, comm: &'a dyn Communicator) -> Self {
         self.comm = Some(comm);
