@@ -329,3 +329,50 @@ fn a_checkpoint_of_2_processes_resumes_on_4_to_the_same_bytes() {
         std::fs::read(path("resumed.safetensors")).unwrap()
     );
 }
+
+/// An `.npy` file of `shape` with the little-endian bytes `data` of `descr`.
+fn npy(path: &Path, descr: &str, shape: &str, data: Vec<u8>) {
+    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(data);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Streaming a memory-mapped NPY file, each process reads only the rows of
+/// its own shards, and the model is still the one process's, byte for byte.
+#[test]
+fn streamed_npy_is_the_same_on_1_2_and_4_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 300;
+    let x: Vec<u8> = (0..rows * 3)
+        .flat_map(|i| (((i * 37) % 101) as f32 / 50.0 - 1.0).to_le_bytes())
+        .collect();
+    let y: Vec<u8> = (0..rows)
+        .flat_map(|i| (((i * 7) % 3) as i64).to_le_bytes())
+        .collect();
+    let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    npy(&xp, "<f4", &format!("({rows}, 3)"), x);
+    npy(&yp, "<i8", &format!("({rows},)"), y);
+    let args = [
+        "train",
+        "--data",
+        s(&xp),
+        "--labels",
+        s(&yp),
+        "--stream",
+        "--hidden",
+        "16",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "50",
+        "--shards",
+        "4",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    same_bytes_on_1_2_and_4(dir.path(), "streamed", &args);
+}

@@ -81,6 +81,18 @@ impl Split<'_> {
         (self.shards_of(rank), size)
     }
 
+    /// Positions in a batch of `m` rows of this process's shards' rows.
+    pub(crate) fn own_rows(&self, m: usize) -> std::ops::Range<usize> {
+        let (own, _) = self.own_shards();
+        let shards = self.shards.max(1);
+        match (own.start, own.end.checked_sub(1)) {
+            (first, Some(last)) if first <= last => {
+                shard_rows(m, shards, first).start..shard_rows(m, shards, last).end
+            }
+            _ => 0..0,
+        }
+    }
+
     /// The shards of process `rank`.
     pub(super) fn shards_of(&self, rank: usize) -> std::ops::Range<usize> {
         let size = self.comm.map_or(1, |c| c.size());

@@ -80,6 +80,9 @@ pub struct Trainer<'a> {
     schedule: Option<LrSchedule>,
     precision: Option<Precision>,
     comm: Option<&'a dyn Communicator>,
+    /// With several processes: where each position of a batch is in the rows
+    /// this process read (its own shards'), for the step.
+    positions: Vec<usize>,
     state: TrainingState,
 }
 
@@ -98,6 +101,7 @@ impl<'a> Trainer<'a> {
             schedule: None,
             precision: None,
             comm: None,
+            positions: Vec::new(),
             state,
         }
     }
@@ -455,14 +459,23 @@ impl<'a> Trainer<'a> {
                 c.before_step(net, epoch, b + 1);
             }
             extra.before_step(net, epoch, b + 1);
-            let (loss, correct) = {
+            let split = crate::network::Split {
+                micro,
+                shards: self.config.shards,
+                mode: self.config.batch_norm_mode,
+                comm: self.comm,
+            };
+            let own = split.own_rows(idx.len());
+            let (loss, correct) = if own.len() < idx.len() && data.random_access() {
+                // One of several processes: read only the rows of its own
+                // shards. The other positions of the batch are never visited.
+                let (x, targets, local) = data.load(&idx[own.clone()], net)?;
+                self.positions.clear();
+                self.positions.resize(idx.len(), 0);
+                self.positions[own].copy_from_slice(local);
+                net.batch_gradients(x, &targets, &self.positions, split)
+            } else {
                 let (x, targets, local) = data.load(idx, net)?;
-                let split = crate::network::Split {
-                    micro,
-                    shards: self.config.shards,
-                    mode: self.config.batch_norm_mode,
-                    comm: self.comm,
-                };
                 net.batch_gradients(x, &targets, local, split)
             };
             net.check_finite_loss(loss, epoch, b + 1)?;
