@@ -28,13 +28,26 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Trains with `args` on 1 process (no mpirun) and under `mpirun` with 2 and 4,
-/// and checks the three model files are the same bytes.
+/// Trains with `args` (3 epochs) on 1 process (no mpirun) and under `mpirun`
+/// with 2 and 4, and checks that the three model files are the same bytes,
+/// and the three checkpoints of the last epoch (which add the optimizer's
+/// state) too.
 fn same_bytes_on_1_2_and_4(dir: &Path, name: &str, args: &[&str]) {
     let out = |n: usize| dir.join(format!("{name}-{n}.safetensors"));
+    let ckpt = |n: usize| dir.join(format!("{name}-{n}.ckpt"));
+    let files = |n: usize| {
+        [
+            "--out".to_string(),
+            s(&out(n)).to_string(),
+            "--checkpoint-every".to_string(),
+            "3".to_string(),
+            "--checkpoint".to_string(),
+            s(&ckpt(n)).to_string(),
+        ]
+    };
     let single = run({
         let mut c = Command::new(FF);
-        c.args(args).args(["--out", s(&out(1))]);
+        c.args(args).args(files(1));
         c
     });
     assert!(
@@ -44,18 +57,21 @@ fn same_bytes_on_1_2_and_4(dir: &Path, name: &str, args: &[&str]) {
     );
     for np in [2, 4] {
         let mut cmd = mpirun(np);
-        cmd.arg(FF).args(args).args(["--out", s(&out(np))]);
+        cmd.arg(FF).args(args).args(files(np));
         let o = run(cmd);
         assert!(
             o.status.success(),
             "{np} processes: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        assert_eq!(
-            std::fs::read(out(1)).unwrap(),
-            std::fs::read(out(np)).unwrap(),
-            "{name}: 1 and {np} processes end with different models"
-        );
+        for (one, many) in [(out(1), out(np)), (ckpt(1), ckpt(np))] {
+            assert_eq!(
+                std::fs::read(&one).unwrap(),
+                std::fs::read(&many).unwrap(),
+                "{name}: 1 and {np} processes end with different {}",
+                many.display()
+            );
+        }
     }
 }
 
