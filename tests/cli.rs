@@ -1,6 +1,9 @@
 //! The `feedforward` binary end to end: a full session, exact resume, and every
 //! kind of bad input ending in one clear error line, never a panic.
 
+mod common;
+
+use common::npy;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -65,16 +68,6 @@ fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// An `.npy` file's bytes: `data` under a header for `descr` and `shape`.
-fn npy(descr: &str, shape: &str, data: Vec<u8>) -> Vec<u8> {
-    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend(data);
-    out
 }
 
 /// Three separable classes in two features, label first, with a header.

@@ -3,6 +3,9 @@
 //! the model file of one process, byte for byte; disagreeing or unusable
 //! launches end with one clear error; a killed process ends the run.
 
+mod common;
+
+use common::npy;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -346,16 +349,6 @@ fn a_checkpoint_of_2_processes_resumes_on_4_to_the_same_bytes() {
     );
 }
 
-/// An `.npy` file of `shape` with the little-endian bytes `data` of `descr`.
-fn npy(path: &Path, descr: &str, shape: &str, data: Vec<u8>) {
-    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend(data);
-    std::fs::write(path, out).unwrap();
-}
-
 /// Streaming a memory-mapped NPY file, each process reads only the rows of
 /// its own shards, and the model is still the one process's, byte for byte.
 #[test]
@@ -369,8 +362,8 @@ fn streamed_npy_is_the_same_on_1_2_and_4_processes() {
         .flat_map(|i| (((i * 7) % 3) as i64).to_le_bytes())
         .collect();
     let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
-    npy(&xp, "<f4", &format!("({rows}, 3)"), x);
-    npy(&yp, "<i8", &format!("({rows},)"), y);
+    std::fs::write(&xp, npy("<f4", &format!("({rows}, 3)"), x)).unwrap();
+    std::fs::write(&yp, npy("<i8", &format!("({rows},)"), y)).unwrap();
     let args = [
         "train",
         "--data",

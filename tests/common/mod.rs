@@ -24,3 +24,14 @@ pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R 
         .expect("thread pool")
         .install(f)
 }
+
+/// An `.npy` file's bytes: `data` (little-endian values of `descr`) under a
+/// version 1.0 header for `descr` and `shape`.
+pub fn npy(descr: &str, shape: &str, data: Vec<u8>) -> Vec<u8> {
+    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(data);
+    out
+}
