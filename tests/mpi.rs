@@ -179,6 +179,37 @@ fn batch_norm_is_the_same_on_1_2_and_4_processes() {
     same_bytes_on_1_2_and_4(dir.path(), "batch-norm", &args);
 }
 
+/// Layers wide enough to make three gradient buckets (each exchanged as the
+/// backward pass finishes it, while the layers below compute), with exact
+/// batch norm; the last batch (6 rows in 8 shards) leaves the last shards
+/// empty, so some processes have no chunk to overlap and exchange their
+/// buckets after the pass, beside processes that overlap.
+#[test]
+fn gradients_exchanged_in_buckets_are_the_same_on_1_2_and_4_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spiral = data(dir.path(), "spiral", "100");
+    let args = [
+        "train",
+        "--data",
+        s(&spiral),
+        "--hidden",
+        "320,256,300",
+        "--batch-norm",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "98",
+        "--shards",
+        "8",
+        "--micro-batch",
+        "5",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    same_bytes_on_1_2_and_4(dir.path(), "buckets", &args);
+}
+
 /// One clear error, from every process that reports, and a failed run.
 fn fails_with(cmd: Command, expected: &str) {
     let o = run(cmd);
@@ -229,6 +260,48 @@ fn launches_that_cannot_train_together_are_refused() {
         .args(["--shards", "2", "--batch-norm", "--ghost-batch-norm"]);
     fails_with(cmd, "ghost batch norm across processes is not supported");
     assert!(!model.exists(), "a refused run wrote a model");
+}
+
+/// A process that fails alone (process 0 cannot write its checkpoint, while
+/// the others wait for it in the next step's exchange) ends the run with its
+/// error within the 30 s bound, instead of hanging in `MPI_Finalize`.
+#[test]
+fn a_process_that_fails_alone_ends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let spiral = data(dir.path(), "spiral", "100");
+    let checkpoint = dir.path().join("missing").join("run.ckpt");
+    let mut cmd = mpirun(2);
+    cmd.arg(FF).args([
+        "train",
+        "--data",
+        s(&spiral),
+        "--hidden",
+        "16",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "64",
+        "--shards",
+        "2",
+        "--threads",
+        "1",
+        "--quiet",
+        "--checkpoint-every",
+        "1",
+        "--checkpoint",
+        s(&checkpoint),
+        "--out",
+        s(&dir.path().join("m.safetensors")),
+    ]);
+    let start = Instant::now();
+    let o = run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "should fail: {err}");
+    assert!(
+        err.contains("error: rank 0: ") && err.contains("run.ckpt"),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30), "{err}");
 }
 
 #[test]

@@ -43,6 +43,14 @@ pub trait Communicator: Sync {
     /// (`size() × mine.len()`).
     fn all_gather(&self, mine: &[f32], all: &mut [f32]);
 
+    /// [`Communicator::all_gather`] made by a thread that shares its core
+    /// with computation: it should wait without spinning, so that the
+    /// computation it overlaps keeps the core. The default is the plain
+    /// all-gather.
+    fn all_gather_quietly(&self, mine: &[f32], all: &mut [f32]) {
+        self.all_gather(mine, all);
+    }
+
     /// [`Communicator::all_gather`] for `f64`.
     fn all_gather_f64(&self, mine: &[f64], all: &mut [f64]);
 

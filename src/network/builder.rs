@@ -202,6 +202,7 @@ impl NetworkBuilder {
         Ok(Network {
             inputs: self.inputs,
             segments: segments(&layers),
+            buckets: super::exchange::plan(&layers, n),
             penalty_weights: self.penalty,
             layers,
             loss,

@@ -29,6 +29,7 @@ use crate::precision::Precision;
 
 pub mod builder;
 mod checks;
+mod exchange;
 mod infer;
 mod passes;
 mod penalty;
@@ -82,6 +83,8 @@ pub struct Network {
     scratch: InferenceScratch,
     /// The parameters' layer-wise runs, for LARS, LAMB and the penalty.
     segments: Vec<crate::optim::Segment>,
+    /// The gradients' buckets for the exchange between processes, top down.
+    buckets: Vec<exchange::Bucket>,
     /// L1/L2 penalty on the weights.
     penalty_weights: Penalty,
     /// How the dense layers multiply.

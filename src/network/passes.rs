@@ -8,6 +8,21 @@ use crate::kernels;
 use crate::layers::{Layer, MaskKey};
 use crate::targets::TargetRows;
 
+/// What a backward pass runs over: see [`Network::backward_layers`].
+#[derive(Clone, Copy)]
+pub(super) struct Backward<'a> {
+    /// The forward pass's input (`None`: the workspace input).
+    pub input: Option<&'a [f32]>,
+    /// Rows of the pass.
+    pub rows: usize,
+    /// Add the gradients to the existing ones.
+    pub accumulate: bool,
+    /// The lowest layer reached (its input gradient is not computed).
+    pub stop_at: usize,
+    /// `Some(m)`: batch norm uses the whole batch's sums (exact micro-batching).
+    pub whole_batch: Option<usize>,
+}
+
 impl Network {
     ///
     /// Returns the first NaN or infinity of the input, `(row, col, value)`, if
@@ -127,6 +142,33 @@ impl Network {
         stop_at: usize,
         whole_batch: Option<usize>,
     ) {
+        let pass = Backward {
+            input,
+            rows,
+            accumulate,
+            stop_at,
+            whole_batch,
+        };
+        self.backward_then(pass, &[], &mut |_| {});
+    }
+
+    /// [`Network::backward_layers`], handing each of `buckets` (top down) to
+    /// `done` as soon as the weight gradient of its lowest layer is made: the
+    /// bucket's gradients are final, and the pass goes on below without
+    /// touching them.
+    pub(super) fn backward_then<'g>(
+        &'g mut self,
+        pass: Backward<'_>,
+        buckets: &[super::exchange::Bucket],
+        done: &mut dyn FnMut(&'g mut [f32]),
+    ) {
+        let Backward {
+            input,
+            rows,
+            accumulate,
+            stop_at,
+            whole_batch,
+        } = pass;
         let n_layers = self.layers.len();
         let precision = self.precision;
         let mask_key = self.mask_key();
@@ -137,6 +179,9 @@ impl Network {
             ws,
             ..
         } = self;
+        // The gradients not yet handed over: the buckets above are cut off.
+        let mut pending: &'g mut [f32] = grads;
+        let mut buckets = buckets.iter().peekable();
         // dZ of the output layer is in `output_dz`. Below it, each layer's dZ
         // overwrites its own outputs: once the layer above has its weight
         // gradient, those outputs are needed only for the activation's derivative,
@@ -157,13 +202,19 @@ impl Network {
             match layer {
                 Layer::Dense(d) => {
                     let x: &[f32] = if l == 0 { input } else { &below[l - 1] };
-                    d.backward(x, dz, rows, grads, accumulate, precision);
+                    d.backward(x, dz, rows, pending, accumulate, precision);
                 }
                 Layer::BatchNorm(b) => {
                     let cache = ws.norms[l].get_or_insert_with(Default::default);
-                    b.backward(dz, rows, grads, cache, accumulate);
+                    b.backward(dz, rows, pending, cache, accumulate);
                 }
                 Layer::Dropout(_) => {}
+            }
+            if let Some(bucket) = buckets.next_if(|b| b.lowest == l) {
+                let (below, bucket) =
+                    std::mem::take(&mut pending).split_at_mut(bucket.params.start);
+                pending = below;
+                done(bucket);
             }
             // The lowest layer's input gradient is never needed.
             if l == stop_at {

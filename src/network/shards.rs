@@ -72,6 +72,47 @@ impl ShardSum {
         std::mem::swap(grads, &mut sum);
         self.spare.push(sum);
     }
+
+    /// [`ShardSum::push`] then [`ShardSum::finish`] of one more shard, over
+    /// the parameters `range` only: `part` is that shard's gradient there, and
+    /// becomes the sum of every shard there (the same bits, element by
+    /// element). Lets the last shard's gradient be summed a layer at a time,
+    /// as the backward pass finishes each; [`ShardSum::recycle`] ends the step.
+    pub(crate) fn finish_range(&self, part: &mut [f32], range: Range<usize>) {
+        // push and finish both add `left + sum` with the stack's entries from
+        // the top down (`sum + left` is the same: IEEE addition commutes).
+        for (_, left) in self.stack.iter().rev() {
+            part.iter_mut()
+                .zip(&left[range.clone()])
+                .for_each(|(sum, l)| *sum += l);
+        }
+    }
+
+    /// Drops the pushed shards (their buffers kept for reuse), after
+    /// [`ShardSum::finish_range`] has used them.
+    pub(crate) fn recycle(&mut self) {
+        self.spare.extend(self.stack.drain(..).map(|(_, sum)| sum));
+    }
+}
+
+/// Adds the `parts` (equal lengths, a power of two of them, one after the
+/// other in `all`) in the pairwise tree, `((p₀ + p₁) + (p₂ + p₃)) + …`: the
+/// sum lands in the first part. The same bits as pushing them in order into a
+/// [`ShardSum`] and finishing. Runs on the calling thread alone (it is made
+/// by the exchange thread, beside a backward pass that has the pool).
+pub(crate) fn tree_sum_in_place(all: &mut [f32], parts: usize) {
+    let len = all.len() / parts.max(1);
+    let mut stride = 1;
+    while stride < parts {
+        for first in (0..parts).step_by(2 * stride) {
+            let (left, right) = all.split_at_mut((first + stride) * len);
+            left[first * len..(first + 1) * len]
+                .iter_mut()
+                .zip(&right[..len])
+                .for_each(|(l, r)| *l += r);
+        }
+        stride *= 2;
+    }
 }
 
 /// `left ← left + right`, element by element (in parallel for long vectors:
@@ -135,6 +176,32 @@ mod tests {
         // The tree is not the sequential sum (else the test would prove nothing).
         let sequential = (1..8).fold(g[0].clone(), |acc, i| add(&acc, &g[i]));
         assert_ne!(sum_of(8), sequential);
+    }
+
+    #[test]
+    fn the_last_shard_summed_range_by_range_gives_the_same_bits() {
+        for shards in [2, 3, 5, 8] {
+            let mut tree = ShardSum::default();
+            for s in 0..shards - 1 {
+                tree.push(&mut shard(s));
+            }
+            let mut last = shard(shards - 1);
+            for range in [3..5, 0..3] {
+                tree.finish_range(&mut last[range.clone()], range);
+            }
+            tree.recycle();
+            assert_eq!(last, sum_of(shards), "{shards} shards");
+            assert!(tree.stack.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_tree_in_place_is_the_shards_tree() {
+        for parts in [1, 2, 4, 8] {
+            let mut all: Vec<f32> = (0..parts).flat_map(shard).collect();
+            tree_sum_in_place(&mut all, parts);
+            assert_eq!(all[..5], sum_of(parts)[..], "{parts} parts");
+        }
     }
 
     #[test]

@@ -16,8 +16,12 @@
 
 use ndarray::ArrayView2;
 
+use std::sync::mpsc;
+
 use super::Network;
 use super::checks::non_finite;
+use super::exchange::exchange_buckets;
+use super::passes::Backward;
 use super::shards::shard_rows;
 use crate::distributed::Communicator;
 use crate::error::{Error, Result};
@@ -367,9 +371,12 @@ impl Network {
         }
 
         // The final pass: loss and gradients, accumulated over each shard's
-        // chunks, then over the shards.
+        // chunks, then over the shards (and, with several processes, over
+        // theirs: overlapped with the backward pass of the last chunk).
         let (mut loss, mut right, mut judged, mut classified) = (0.0f64, 0, 0, false);
         let (own, processes) = split.own_shards();
+        let comm = split.comm.filter(|_| processes > 1);
+        let mut exchanged = false;
         self.ws.shard_losses.clear();
         for s in own.clone() {
             let rows = shard_rows(m, shards, s);
@@ -391,40 +398,100 @@ impl Network {
                 if let Some((h, j)) = self.loss().correct(out, self.ws.targets.rows(), k) {
                     (right, judged, classified) = (right + h, judged + j, true);
                 }
-                self.backward_layers(None, r, i > 0, 0, exact.then_some(m));
+                let pass = Backward {
+                    input: None,
+                    rows: r,
+                    accumulate: i > 0,
+                    stop_at: 0,
+                    whole_batch: exact.then_some(m),
+                };
+                let last = s + 1 == own.end && first + r == shard.len();
+                match comm {
+                    Some(comm) if last => {
+                        self.backward_exchanging(comm, pass);
+                        exchanged = true;
+                    }
+                    _ => self.backward_layers(None, r, i > 0, 0, exact.then_some(m)),
+                }
             }
             loss += shard_loss;
             self.ws.shard_losses.push(shard_loss);
-            if own.len() > 1 {
+            if own.len() > 1 && !exchanged {
                 self.ws.shard_sum.push(&mut self.grads);
             }
         }
-        if own.len() > 1 {
-            self.ws.shard_sum.finish(&mut self.grads);
+        if !exchanged {
+            if own.len() > 1 {
+                self.ws.shard_sum.finish(&mut self.grads);
+            }
+            if let Some(comm) = comm {
+                self.exchange_after(comm);
+            }
         }
-        if let (Some(comm), true) = (split.comm, processes > 1) {
-            loss = self.gather_shards(comm);
+        if let Some(comm) = comm {
+            loss = self.gather_losses(comm);
             (right, judged) = self.gather_counts(comm, right, judged);
         }
         self.add_penalty();
+        // Set here too: a process whose shards of this batch have no rows ran
+        // no backward pass, but holds the batch's gradients all the same.
+        self.ws.phase = Phase::Gradients;
         (loss, classified.then_some((right, judged)))
     }
 
-    /// With several processes: every process's partial gradient (its shards'
-    /// subtree) gathered and added in the shards' tree, into `grads`; returns
-    /// the loss, every shard's in shard order.
-    fn gather_shards(&mut self, comm: &dyn Communicator) -> f64 {
-        let (p, processes) = (self.grads.len(), comm.size());
-        let ws = &mut self.ws;
-        resize(&mut ws.gathered, processes * p);
-        comm.all_gather(&self.grads, &mut ws.gathered[..processes * p]);
-        for part in ws.gathered[..processes * p].chunks_exact(p) {
-            self.grads.copy_from_slice(part);
-            ws.shard_sum.push(&mut self.grads);
+    /// The backward pass of this process's last chunk, its buckets exchanged
+    /// with the other processes as they are finished (see
+    /// [`exchange`](super::exchange)): each bucket, the sum of this process's
+    /// shards there, goes to an exchange thread, which leaves every process's
+    /// sum in it. Returns when all are exchanged.
+    fn backward_exchanging(&mut self, comm: &dyn Communicator, pass: Backward<'_>) {
+        let buckets = std::mem::take(&mut self.buckets);
+        let mut shard_sum = std::mem::take(&mut self.ws.shard_sum);
+        let mut gathered = std::mem::take(&mut self.ws.gathered);
+        resize(&mut gathered, comm.size() * self.grads.len());
+        std::thread::scope(|scope| {
+            let (send, receive) = mpsc::channel();
+            let exchange = scope.spawn(|| exchange_buckets(comm, receive, &mut gathered));
+            let mut next = buckets.iter();
+            self.backward_then(pass, &buckets, &mut |part| {
+                let bucket = next.next().expect("one call per bucket");
+                shard_sum.finish_range(part, bucket.params.clone());
+                // Fails only if the exchange thread has panicked; join says why.
+                let _ = send.send(part);
+            });
+            drop(send);
+            if let Err(panic) = exchange.join() {
+                std::panic::resume_unwind(panic);
+            }
+        });
+        shard_sum.recycle();
+        self.ws.shard_sum = shard_sum;
+        self.ws.gathered = gathered;
+        self.buckets = buckets;
+    }
+
+    /// The exchange of every bucket, top down, after the backward pass (when
+    /// this process's last shard had no rows to overlap it with): the same
+    /// collectives, and the same sums, as [`Network::backward_exchanging`].
+    fn exchange_after(&mut self, comm: &dyn Communicator) {
+        resize(&mut self.ws.gathered, comm.size() * self.grads.len());
+        let (send, receive) = mpsc::channel();
+        let mut pending = &mut self.grads[..];
+        for bucket in &self.buckets {
+            let (below, part) = std::mem::take(&mut pending).split_at_mut(bucket.params.start);
+            pending = below;
+            let _ = send.send(part);
         }
-        ws.shard_sum.finish(&mut self.grads);
+        drop(send);
+        exchange_buckets(comm, receive, &mut self.ws.gathered);
+    }
+
+    /// With several processes: the loss, every process's shards' losses
+    /// gathered and added in shard order.
+    fn gather_losses(&mut self, comm: &dyn Communicator) -> f64 {
+        let ws = &mut self.ws;
         let own = ws.shard_losses.len();
-        ws.all_losses.resize(own * processes, 0.0);
+        ws.all_losses.resize(own * comm.size(), 0.0);
         comm.all_gather_f64(&ws.shard_losses, &mut ws.all_losses);
         ws.all_losses.iter().fold(0.0, |sum, l| sum + l)
     }

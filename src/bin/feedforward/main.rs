@@ -134,17 +134,40 @@ fn with_processes(f: impl FnOnce(&dyn Communicator) -> Result<()>) -> Result<()>
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Serialized)
             .ok_or("MPI could not be initialised")?;
         let world = feedforward::distributed::MpiCommunicator::world(&universe)?;
-        let rank = world.rank();
-        return f(&world).map_err(|e| {
-            if world.size() > 1 {
-                format!("rank {rank}: {e}").into()
-            } else {
-                e
-            }
-        });
+        let result = f(&world);
+        if let (Err(e), true) = (&result, world.size() > 1) {
+            fail_together(world.rank(), e.as_ref(), universe);
+        }
+        return result;
     }
     f(&SingleProcess)
 }
+
+/// Ends a process of several that failed. The others may have failed alike
+/// (a check they all made) and reach `MPI_Finalize` with it at once; or they
+/// may be waiting for it inside a collective and never come, and finalising
+/// would wait for ever. So the message goes out first, and if finalising takes
+/// longer than [`FINALIZE_GRACE`] the process exits non-zero without it:
+/// `mpirun` then stops the others.
+#[cfg(feature = "mpi")]
+fn fail_together(
+    rank: usize,
+    error: &dyn std::error::Error,
+    universe: mpi::environment::Universe,
+) -> ! {
+    eprintln!("error: rank {rank}: {error}");
+    std::thread::spawn(|| {
+        std::thread::sleep(FINALIZE_GRACE);
+        std::process::exit(2);
+    });
+    drop(universe);
+    std::process::exit(1);
+}
+
+/// How long a failed process of several waits for the others at
+/// `MPI_Finalize`.
+#[cfg(feature = "mpi")]
+const FINALIZE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether a process manager (Open MPI's, or a PMI one such as MPICH's and
 /// Slurm's) started this process: MPI is initialised only then.
