@@ -43,11 +43,13 @@ pub trait Communicator: Sync {
     /// (`size() × mine.len()`).
     fn all_gather(&self, mine: &[f32], all: &mut [f32]);
 
-    /// [`Communicator::all_gather`] made by a thread that shares its core
-    /// with computation: it should wait without spinning, so that the
-    /// computation it overlaps keeps the core. The default is the plain
+    /// [`Communicator::all_gather`] made beside a computation that shares
+    /// the core: while `computing()` is true it should wait without spinning,
+    /// so that the computation keeps the core; once it is false, nothing else
+    /// runs and it may wait as fast as it can. The default is the plain
     /// all-gather.
-    fn all_gather_quietly(&self, mine: &[f32], all: &mut [f32]) {
+    fn all_gather_beside(&self, mine: &[f32], all: &mut [f32], computing: &dyn Fn() -> bool) {
+        let _ = computing;
         self.all_gather(mine, all);
     }
 

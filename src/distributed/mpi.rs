@@ -9,7 +9,7 @@ use mpi::traits::{Communicator as _, CommunicatorCollectives, Root};
 use super::Communicator;
 use crate::error::{Error, Result};
 
-/// How long [`MpiCommunicator::all_gather_quietly`] sleeps between tests of
+/// How long [`MpiCommunicator::all_gather_beside`] sleeps between tests of
 /// its request: short beside a transfer of a bucket (a 10 Gbit/s link moves
 /// 62 kB in 50 µs), long beside the cost of a test.
 const QUIET_POLL: std::time::Duration = std::time::Duration::from_micros(50);
@@ -78,10 +78,11 @@ impl Communicator for MpiCommunicator {
         self.comm.all_gather_into(mine, all);
     }
 
-    /// A non-blocking all-gather, tested every [`QUIET_POLL`]: Open MPI
-    /// advances a transfer only inside MPI calls, and a blocking wait would
-    /// spin on the core the backward pass is using.
-    fn all_gather_quietly(&self, mine: &[f32], all: &mut [f32]) {
+    /// A non-blocking all-gather, tested until it is done: Open MPI advances
+    /// a transfer only inside MPI calls. While the computation runs, the tests
+    /// are [`QUIET_POLL`] apart, since a blocking wait would spin on the core
+    /// it uses; after it, back to back.
+    fn all_gather_beside(&self, mine: &[f32], all: &mut [f32], computing: &dyn Fn() -> bool) {
         mpi::request::scope(|scope| {
             let mut request = self.comm.immediate_all_gather_into(scope, mine, all);
             loop {
@@ -89,7 +90,9 @@ impl Communicator for MpiCommunicator {
                     Ok(_) => break,
                     Err(pending) => request = pending,
                 }
-                std::thread::sleep(QUIET_POLL);
+                if computing() {
+                    std::thread::sleep(QUIET_POLL);
+                }
             }
         });
     }

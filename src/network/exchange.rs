@@ -55,18 +55,20 @@ pub(crate) fn plan(layers: &[Layer], params: usize) -> Vec<Bucket> {
 /// Runs on the exchange thread: for each bucket's gradient received (its
 /// process's partial sum, top bucket first), every process's copy is
 /// all-gathered into `gathered` (`processes ×` the parameters) and added in
-/// the tree, into the bucket.
+/// the tree, into the bucket. `computing` tells whether the backward pass
+/// still runs beside it (see [`Communicator::all_gather_beside`]).
 pub(crate) fn exchange_buckets(
     comm: &dyn Communicator,
     buckets: mpsc::Receiver<&mut [f32]>,
     mut gathered: &mut [f32],
+    computing: &dyn Fn() -> bool,
 ) {
     let processes = comm.size();
     for part in buckets {
         let rest = std::mem::take(&mut gathered);
         let (below, all) = rest.split_at_mut(rest.len() - processes * part.len());
         gathered = below;
-        comm.all_gather_quietly(part, all);
+        comm.all_gather_beside(part, all, computing);
         tree_sum_in_place(all, processes);
         part.copy_from_slice(&all[..part.len()]);
     }

@@ -16,6 +16,7 @@
 
 use ndarray::ArrayView2;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use super::Network;
@@ -449,9 +450,13 @@ impl Network {
         let mut shard_sum = std::mem::take(&mut self.ws.shard_sum);
         let mut gathered = std::mem::take(&mut self.ws.gathered);
         resize(&mut gathered, comm.size() * self.grads.len());
+        let computing = AtomicBool::new(true);
         std::thread::scope(|scope| {
             let (send, receive) = mpsc::channel();
-            let exchange = scope.spawn(|| exchange_buckets(comm, receive, &mut gathered));
+            let exchange = scope.spawn(|| {
+                let computing = || computing.load(Ordering::Relaxed);
+                exchange_buckets(comm, receive, &mut gathered, &computing);
+            });
             let mut next = buckets.iter();
             self.backward_then(pass, &buckets, &mut |part| {
                 let bucket = next.next().expect("one call per bucket");
@@ -460,6 +465,7 @@ impl Network {
                 let _ = send.send(part);
             });
             drop(send);
+            computing.store(false, Ordering::Relaxed);
             if let Err(panic) = exchange.join() {
                 std::panic::resume_unwind(panic);
             }
@@ -483,7 +489,7 @@ impl Network {
             let _ = send.send(part);
         }
         drop(send);
-        exchange_buckets(comm, receive, &mut self.ws.gathered);
+        exchange_buckets(comm, receive, &mut self.ws.gathered, &|| false);
     }
 
     /// With several processes: the loss, every process's shards' losses
