@@ -2,16 +2,19 @@
 //! of them.
 //!
 //! A [`Communicator`] is what the [`Trainer`](crate::train::Trainer) needs of
-//! a group of processes: its rank and size, a broadcast and an all-gather.
-//! [`SingleProcess`] is the group of one; with the feature `mpi`,
+//! a group of processes: its rank and size, a broadcast, all-gathers and an
+//! all-to-all. [`SingleProcess`] is the group of one; with the feature `mpi`,
 //! `MpiCommunicator` wraps an MPI communicator of the
-//! [`mpi`](https://docs.rs/mpi) crate.
+//! [`mpi`](https://docs.rs/mpi) crate. [`ScalingModel`] predicts how
+//! training scales over more processes than a test machine has.
 //!
 //! Each mini-batch is split into a fixed number `S` of shards
 //! ([`FitConfig::shards`](crate::FitConfig::shards)). With `N` processes,
 //! process `r` computes the gradients of shards `r·S/N .. (r+1)·S/N` and sums
-//! them in the shards' pairwise tree; the `N` partial sums are gathered by
-//! every process and added in the same tree. Because the tree is fixed by `S`
+//! them in the shards' pairwise tree; the `N` partial sums are then added in
+//! the same tree, a block of the gradient per process (all-to-all, sum,
+//! all-gather), bucket by bucket as the backward pass finishes the layers.
+//! Because the tree is fixed by `S`
 //! alone, `N = 1, 2, 4, …` (powers of two dividing `S`, with `S/N` a power of
 //! two) give the same gradients, the same loss and so the same weights, to
 //! the bit. The sum of MPI's `MPI_SUM`, whose order is the library's and
@@ -19,8 +22,11 @@
 
 #[cfg(feature = "mpi")]
 mod mpi;
+mod scaling;
+
 #[cfg(feature = "mpi")]
 pub use mpi::MpiCommunicator;
+pub use scaling::ScalingModel;
 
 use crate::error::{Error, Result};
 
@@ -52,6 +58,11 @@ pub trait Communicator: Sync {
         let _ = computing;
         self.all_gather(mine, all);
     }
+
+    /// All-to-all: `send` holds `size()` equal blocks, block `j` for process
+    /// `j`; `recv` gets the blocks meant for this process, in rank order.
+    /// Waits as [`Communicator::all_gather_beside`] does.
+    fn all_to_all_beside(&self, send: &[f32], recv: &mut [f32], computing: &dyn Fn() -> bool);
 
     /// [`Communicator::all_gather`] for `f64`.
     fn all_gather_f64(&self, mine: &[f64], all: &mut [f64]);
@@ -85,6 +96,10 @@ impl Communicator for SingleProcess {
 
     fn all_gather(&self, mine: &[f32], all: &mut [f32]) {
         all.copy_from_slice(mine);
+    }
+
+    fn all_to_all_beside(&self, send: &[f32], recv: &mut [f32], _: &dyn Fn() -> bool) {
+        recv.copy_from_slice(send);
     }
 
     fn all_gather_f64(&self, mine: &[f64], all: &mut [f64]) {

@@ -5,9 +5,10 @@
 //! parameters are cut into **buckets**, runs of whole layers planned once from
 //! the layer shapes (the same on every process). As soon as the backward pass
 //! of a step's last chunk has made the weight gradient of a bucket's lowest
-//! layer, the bucket goes to an exchange thread, which all-gathers every
-//! process's partial sum of it and adds them in the shards' tree, while the
-//! layers below compute. The buckets travel in one order, top down, on every
+//! layer, the bucket goes to an exchange thread, which sums every process's
+//! partial sum of it in the shards' tree (a reduce-scatter made of an
+//! all-to-all and a fixed-order sum, then an all-gather), while the layers
+//! below compute. The buckets travel in one order, top down, on every
 //! process, so the collectives match; what is added, and in which order, is
 //! what the exchange of the whole gradient at once would add: the same bits.
 
@@ -52,25 +53,40 @@ pub(crate) fn plan(layers: &[Layer], params: usize) -> Vec<Bucket> {
     buckets
 }
 
-/// Runs on the exchange thread: for each bucket's gradient received (its
-/// process's partial sum, top bucket first), every process's copy is
-/// all-gathered into `gathered` (`processes ×` the parameters) and added in
-/// the tree, into the bucket. `computing` tells whether the backward pass
-/// still runs beside it (see [`Communicator::all_gather_beside`]).
+/// Floats of scratch [`exchange_buckets`] needs for `buckets` on `processes`.
+pub(crate) fn scratch_len(buckets: &[Bucket], processes: usize) -> usize {
+    let largest = buckets.iter().map(|b| b.params.len()).max().unwrap_or(0);
+    3 * processes * largest.div_ceil(processes.max(1))
+}
+
+/// Runs on the exchange thread: each bucket received (this process's partial
+/// sum there, top bucket first) becomes the sum of every process's, added in
+/// the shards' tree. A reduce-scatter by hand, then an all-gather: the bucket
+/// is cut into `N` equal blocks (the last padded with zeros); an all-to-all
+/// gives process `r` every process's block `r`, which it adds in the tree;
+/// an all-gather of the summed blocks gives everyone the whole sum. Each
+/// process sends `2·(N − 1)/N` of the bucket, not `N − 1` times it.
+/// `computing` tells whether the backward pass still runs beside it (see
+/// [`Communicator::all_gather_beside`]); `scratch` holds
+/// [`scratch_len`] floats.
 pub(crate) fn exchange_buckets(
     comm: &dyn Communicator,
     buckets: mpsc::Receiver<&mut [f32]>,
-    mut gathered: &mut [f32],
+    scratch: &mut [f32],
     computing: &dyn Fn() -> bool,
 ) {
-    let processes = comm.size();
+    let n = comm.size();
     for part in buckets {
-        let rest = std::mem::take(&mut gathered);
-        let (below, all) = rest.split_at_mut(rest.len() - processes * part.len());
-        gathered = below;
-        comm.all_gather_beside(part, all, computing);
-        tree_sum_in_place(all, processes);
-        part.copy_from_slice(&all[..part.len()]);
+        let (len, block) = (part.len(), part.len().div_ceil(n));
+        let (send, rest) = scratch.split_at_mut(n * block);
+        let (blocks, rest) = rest.split_at_mut(n * block);
+        let all = &mut rest[..n * block];
+        send[..len].copy_from_slice(part);
+        send[len..].fill(0.0);
+        comm.all_to_all_beside(send, blocks, computing);
+        tree_sum_in_place(blocks, n);
+        comm.all_gather_beside(&blocks[..block], all, computing);
+        part.copy_from_slice(&all[..len]);
     }
 }
 

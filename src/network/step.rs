@@ -21,7 +21,7 @@ use std::sync::mpsc;
 
 use super::Network;
 use super::checks::non_finite;
-use super::exchange::exchange_buckets;
+use super::exchange::{exchange_buckets, scratch_len};
 use super::passes::Backward;
 use super::shards::shard_rows;
 use crate::distributed::Communicator;
@@ -449,7 +449,7 @@ impl Network {
         let buckets = std::mem::take(&mut self.buckets);
         let mut shard_sum = std::mem::take(&mut self.ws.shard_sum);
         let mut gathered = std::mem::take(&mut self.ws.gathered);
-        resize(&mut gathered, comm.size() * self.grads.len());
+        resize(&mut gathered, scratch_len(&buckets, comm.size()));
         let computing = AtomicBool::new(true);
         std::thread::scope(|scope| {
             let (send, receive) = mpsc::channel();
@@ -480,7 +480,10 @@ impl Network {
     /// this process's last shard had no rows to overlap it with): the same
     /// collectives, and the same sums, as [`Network::backward_exchanging`].
     fn exchange_after(&mut self, comm: &dyn Communicator) {
-        resize(&mut self.ws.gathered, comm.size() * self.grads.len());
+        resize(
+            &mut self.ws.gathered,
+            scratch_len(&self.buckets, comm.size()),
+        );
         let (send, receive) = mpsc::channel();
         let mut pending = &mut self.grads[..];
         for bucket in &self.buckets {

@@ -4,6 +4,7 @@ use std::process::Command;
 
 use clap::Args;
 use feedforward::bench::{self, BenchConfig, BenchResult, Workload};
+use feedforward::distributed::ScalingModel;
 
 use crate::Result;
 
@@ -45,6 +46,15 @@ pub struct BenchArgs {
     /// VDPBF16PS where the CPU has AVX512-BF16, emulated to the same bits elsewhere).
     #[arg(long, default_value = "f32")]
     precision: feedforward::Precision,
+    /// After each training workload run on one thread: the inputs of the
+    /// data-parallel scaling model (gradient bytes, compute per row) and its
+    /// predicted efficiency at 8, 64 and 512 processes on links of these
+    /// speeds, Gbit/s (comma list), with --latency-us.
+    #[arg(long, value_name = "GBIT", value_delimiter = ',')]
+    scaling: Option<Vec<f64>>,
+    /// With --scaling: the link's latency per message, µs.
+    #[arg(long, default_value_t = 50.0, requires = "scaling")]
+    latency_us: f64,
     /// One JSON object per line per run, with the peers' field names.
     #[arg(long)]
     json: bool,
@@ -118,9 +128,58 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             } else {
                 outln!("{}", human(&result, sgemm));
             }
+            if let (Some(links), true) = (&args.scaling, w.is_training() && t == 1) {
+                outln!("{}", scaling(&result, links, args.latency_us));
+            }
         }
     }
     Ok(())
+}
+
+/// The scaling model of a training run on one thread (see
+/// [`ScalingModel`]): its inputs, then per link speed the efficiency at 8, 64
+/// and 512 processes with the run's batch, and the batch that keeps 90%.
+fn scaling(result: &BenchResult, links_gbit: &[f64], latency_us: f64) -> String {
+    let widths = result.workload.widths();
+    let parameters: usize = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+    let seconds_per_row = 1.0 / result.samples_per_s;
+    let mut out = format!(
+        "  scaling model inputs: {parameters} parameters; each of N processes sends \
+         2(N-1)/N x {:.2} MB per step ({:.2} MB at N=2); {:.2} us of compute per row \
+         (batch {}); link latency {latency_us} us",
+        4.0 * parameters as f64 / 1e6,
+        ScalingModel {
+            parameters,
+            seconds_per_row,
+            link_bytes_per_second: 1.0,
+            latency_seconds: 0.0
+        }
+        .bytes_sent_per_step(2) as f64
+            / 1e6,
+        seconds_per_row * 1e6,
+        result.batch,
+    );
+    for &gbit in links_gbit {
+        let model = ScalingModel {
+            parameters,
+            seconds_per_row,
+            link_bytes_per_second: gbit * 1e9 / 8.0,
+            latency_seconds: latency_us * 1e-6,
+        };
+        out.push_str(&format!("\n  {gbit} Gbit/s:"));
+        for n in [8, 64, 512] {
+            out.push_str(&format!(
+                "  N={n}: efficiency {:.2} at batch {}, 0.90 from batch {}",
+                model.efficiency(n, result.batch),
+                result.batch,
+                model.batch_for_efficiency(n, 0.9)
+            ));
+            if n != 512 {
+                out.push(';');
+            }
+        }
+    }
+    out
 }
 
 /// Runs workload `w` at `t` threads in a child process (`exe bench --child`)
