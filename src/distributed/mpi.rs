@@ -97,7 +97,8 @@ impl Communicator for MpiCommunicator {
         self.comm.all_gather_into(mine, all);
     }
 
-    /// A non-blocking all-gather, finished by [`wait_beside`].
+    /// A non-blocking all-gather, tested every 50 µs while `computing()`, then
+    /// back to back.
     fn all_gather_beside(&self, mine: &[f32], all: &mut [f32], computing: &dyn Fn() -> bool) {
         mpi::request::scope(|scope| {
             let request = self.comm.immediate_all_gather_into(scope, mine, all);
@@ -105,7 +106,7 @@ impl Communicator for MpiCommunicator {
         });
     }
 
-    /// A non-blocking all-to-all, finished by [`wait_beside`].
+    /// A non-blocking all-to-all, waited for as the all-gather is.
     fn all_to_all_beside(&self, send: &[f32], recv: &mut [f32], computing: &dyn Fn() -> bool) {
         mpi::request::scope(|scope| {
             let request = self.comm.immediate_all_to_all_into(scope, send, recv);
