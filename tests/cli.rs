@@ -1685,3 +1685,51 @@ fn shards_from_the_command_line() {
         &["--shards must be at least 1"],
     );
 }
+
+/// Outputs that cannot be written are refused before any training: a model
+/// or checkpoint path that is a directory, or in a directory that does not
+/// exist. One error line naming the path, no epoch run, nothing left behind.
+#[test]
+fn outputs_that_cannot_be_written_are_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    succeeds(&["data", "spiral", "--points", "50", "--out", s(&data)]);
+    let model = dir.path().join("m.safetensors");
+    let missing = dir.path().join("missing").join("m.safetensors");
+    let train = |out: &str, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["train", "--data", s(&data), "--epochs", "2", "--out", out];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
+    };
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            train(s(dir.path()), &[]),
+            vec![s(dir.path()), "is a directory"],
+        ),
+        (
+            train(s(&missing), &[]),
+            vec!["missing/m.safetensors", "cannot make a file in"],
+        ),
+        (
+            train(
+                s(&model),
+                &["--checkpoint-every", "1", "--checkpoint", s(dir.path())],
+            ),
+            vec!["is a directory"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_with(&args, &expected);
+        let out = ff(&args);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("epoch"),
+            "{args:?} trained before failing"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("spiral.csv")]);
+}

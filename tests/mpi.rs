@@ -262,9 +262,10 @@ fn launches_that_cannot_train_together_are_refused() {
     assert!(!model.exists(), "a refused run wrote a model");
 }
 
-/// A process that fails alone (process 0 cannot write its checkpoint, while
-/// the others wait for it in the next step's exchange) ends the run with its
-/// error within the 30 s bound, instead of hanging in `MPI_Finalize`.
+/// A process that fails alone (process 0, which alone writes, finds that its
+/// checkpoint cannot be written, while the others wait for it in the start-up
+/// checks) ends the run with its error within the 30 s bound, instead of
+/// hanging in `MPI_Finalize`.
 #[test]
 fn a_process_that_fails_alone_ends_the_run() {
     let dir = tempfile::tempdir().unwrap();

@@ -199,22 +199,58 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
 /// # Errors
 /// [`Error::Io`]; the temporary file is removed and `path` is untouched.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e: std::io::Error| Error::io(path, &e);
+    let mut tmp = temporary_beside(path)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Checks, before any work is spent on it, that [`write_atomically`] could
+/// write `path`: that it is not a directory, and that a temporary file can be
+/// made beside it (the directory exists and is writable). Nothing is left
+/// behind.
+///
+/// ```
+/// use feedforward::io::model::check_writable;
+/// let dir = tempfile::tempdir()?;
+/// assert!(check_writable(&dir.path().join("model.safetensors")).is_ok());
+/// assert!(check_writable(dir.path()).is_err());
+/// assert!(check_writable(&dir.path().join("missing/model.safetensors")).is_err());
+/// assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Io`] naming `path`: "is a directory", or why the temporary file
+/// could not be made.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory");
+        return Err(Error::io(path, &e));
+    }
+    temporary_beside(path).map(drop)
+}
+
+/// An empty temporary file in `path`'s directory, removed when dropped unless
+/// persisted.
+fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let io = |e: std::io::Error| Error::io(path, &e);
     let mut builder = tempfile::Builder::new();
     builder.prefix(".feedforward-").suffix(".tmp");
     // A temporary file is private (0600); the file it becomes gets the
     // permissions of any new file, 0666 less the umask, as `fs::write` gives.
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    builder.tempfile_in(dir).map_err(|e| {
+        // Named by its directory, not by the temporary file's random name.
+        let why = format!("cannot make a file in {}: {}", dir.display(), e.kind());
+        Error::io(path, &std::io::Error::new(e.kind(), why))
+    })
 }
 
 /// Reads a model file written by [`save`].

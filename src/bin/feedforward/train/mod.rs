@@ -14,6 +14,7 @@ mod schedule;
 
 use feedforward::distributed::Communicator;
 use feedforward::io::Dataset;
+use feedforward::io::model::check_writable;
 use feedforward::train::{Checkpoint, Checkpoints, EarlyStopping, History, Trainer, TrainingState};
 use feedforward::{BatchNormMode, FitConfig, Loss, Network, Standardizer};
 use ndarray::Array2;
@@ -53,9 +54,16 @@ pub fn run(args: &TrainArgs, comm: &dyn Communicator) -> Result<()> {
     if let Some(t) = args.threads {
         feedforward::set_threads(t)?;
     }
-    // A picture that cannot be drawn is refused before any training.
+    // A picture that cannot be drawn, or a file that cannot be written, is
+    // refused before any training (by the process that writes them).
     if let Some(path) = &args.plot {
         crate::plot::prepare(path)?;
+    }
+    if comm.rank() == 0 {
+        check_writable(&args.out)?;
+        if args.checkpoint_every.is_some() {
+            check_writable(&checkpoint_path(args))?;
+        }
     }
     let resumed = resume(args)?;
     let mut settings = resumed
@@ -124,6 +132,13 @@ pub fn run(args: &TrainArgs, comm: &dyn Communicator) -> Result<()> {
         report.note(&format!("wrote {}", path.display()));
     }
     Ok(())
+}
+
+/// Where checkpoints go: `--checkpoint`, or beside the model.
+fn checkpoint_path(args: &TrainArgs) -> std::path::PathBuf {
+    args.checkpoint
+        .clone()
+        .unwrap_or_else(|| checkpoint_beside(&args.out))
 }
 
 /// Draws this run's epochs (after a checkpoint's, when resumed) to `path`.
@@ -391,11 +406,7 @@ impl Run<'_> {
         }
         if let (Some(every), 0) = (self.args.checkpoint_every, self.comm.rank()) {
             trainer = trainer.checkpoints(Checkpoints {
-                path: self
-                    .args
-                    .checkpoint
-                    .clone()
-                    .unwrap_or_else(|| checkpoint_beside(&self.args.out)),
+                path: checkpoint_path(self.args),
                 every,
                 standardizer: self.standardizer,
                 metadata: settings.metadata()?,
