@@ -1733,3 +1733,54 @@ fn outputs_that_cannot_be_written_are_refused_before_training() {
         .collect();
     assert_eq!(left, vec![std::ffi::OsString::from("spiral.csv")]);
 }
+
+/// A full disk: the output directory is a 64 kB tmpfs holding a good model;
+/// a run whose model does not fit ends with one "No space left" error, the
+/// old model byte for byte as it was, and no temporary file left. Mounting
+/// needs root (as CI runs): where it cannot mount, the test says so on
+/// standard error and checks nothing else.
+#[test]
+fn a_full_disk_keeps_the_old_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    succeeds(&["data", "spiral", "--points", "50", "--out", s(&data)]);
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs", s(&small)])
+        .output();
+    match &mount {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            let why = mount.map_or_else(|e| e.to_string(), |o| stderr(&o));
+            eprintln!(
+                "note: cannot mount a tmpfs ({}): the full-disk case was not run",
+                why.trim()
+            );
+            return;
+        }
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+    let model = small.join("m.safetensors");
+    let base = ["train", "--data", s(&data), "--epochs", "1", "--quiet"];
+    let mut fits = base.to_vec();
+    fits.extend(["--hidden", "8", "--out", s(&model)]);
+    succeeds(&fits);
+    let before = std::fs::read(&model).unwrap();
+    // 2-200-200-3: 41,403 parameters, 165 kB of weights, more than the disk.
+    let mut too_big = base.to_vec();
+    too_big.extend(["--hidden", "200,200", "--out", s(&model)]);
+    fails_with(&too_big, &[s(&model), "No space left on device"]);
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+    let left: Vec<_> = std::fs::read_dir(&small)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("m.safetensors")]);
+}

@@ -201,7 +201,8 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |e: std::io::Error| Error::io(path, &e);
     let mut tmp = temporary_beside(path)?;
-    tmp.write_all(bytes).map_err(io)?;
+    // Through the file itself: its errors do not name the temporary path.
+    tmp.as_file_mut().write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
