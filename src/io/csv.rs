@@ -10,11 +10,72 @@ use super::open;
 use super::options::{Column, ReadOptions, label_positions};
 use crate::error::{Error, Result};
 
+/// The longest CSV line read (64 MiB): a million features of 60 characters
+/// each. A longer one (a file that is not CSV, or has lost its newlines) is
+/// refused when it reaches this length, before the reader's buffers grow to
+/// hold all of it.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// A reader that fails once a line runs past `limit` bytes without a newline.
+pub(crate) struct LineLimit<R> {
+    inner: R,
+    limit: usize,
+    /// Bytes since the last newline.
+    run: usize,
+    /// Newlines seen, so the line that is too long can be named.
+    lines: u64,
+}
+
+impl<R> LineLimit<R> {
+    pub(crate) fn new(inner: R, limit: usize) -> Self {
+        LineLimit {
+            inner,
+            limit,
+            run: 0,
+            lines: 0,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let got = &buf[..n];
+        let too_long = match got.iter().position(|&b| b == b'\n') {
+            // The line this chunk ends is too long, or (below) the one it
+            // leaves open.
+            Some(first) if self.run + first > self.limit => true,
+            Some(_) => {
+                let last = got.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+                self.lines += got.iter().filter(|&&b| b == b'\n').count() as u64;
+                self.run = n - last - 1;
+                self.run > self.limit
+            }
+            None => {
+                self.run += n;
+                self.run > self.limit
+            }
+        };
+        if too_long {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "line {} runs past {} bytes without a newline (the longest CSV \
+                     line read); is this a CSV file?",
+                    self.lines + 1,
+                    self.limit
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
+
 /// A CSV file read row by row: header detection, field counts and cell parsing,
 /// with errors that name the line and column.
 pub(crate) struct CsvRows {
     path: std::path::PathBuf,
-    reader: ::csv::Reader<Box<dyn std::io::Read + Send>>,
+    reader: ::csv::Reader<LineLimit<Box<dyn std::io::Read + Send>>>,
     record: ByteRecord,
     header_option: Option<bool>,
     allow_non_finite: bool,
@@ -33,7 +94,7 @@ impl CsvRows {
             .trim(Trim::All)
             .delimiter(options.delimiter)
             .comment(Some(b'#'))
-            .from_reader(open::open(path)?);
+            .from_reader(LineLimit::new(open::open(path)?, MAX_LINE_BYTES));
         Ok(CsvRows {
             path: path.to_path_buf(),
             reader,
@@ -182,4 +243,44 @@ pub(crate) fn read(path: &Path, options: &ReadOptions) -> Result<Dataset> {
 /// A cell as a number (`nan` and `inf` included: they are judged later).
 fn parse(field: &[u8]) -> Option<f32> {
     std::str::from_utf8(field).ok()?.parse::<f32>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Reads `text` through a limit of 4 bytes, `chunk` bytes at a time.
+    fn through_limit(text: &[u8], chunk: usize) -> std::io::Result<Vec<u8>> {
+        let mut reader = LineLimit::new(text, 4);
+        let (mut out, mut buf) = (Vec::new(), vec![0; chunk]);
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn lines_up_to_the_limit_pass_and_longer_ones_fail_naming_the_line() {
+        for chunk in [1, 3, 64] {
+            let fine = b"1234\n12\n\n1234";
+            assert_eq!(through_limit(fine, chunk).unwrap(), fine, "chunk {chunk}");
+            for (text, line) in [
+                (&b"12345\n1"[..], 1),
+                (b"1\n2\n123456789", 3),
+                (b"1234\n12345", 2),
+            ] {
+                let err = through_limit(text, chunk).unwrap_err();
+                assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+                let expected = format!("line {line} runs past 4 bytes");
+                assert!(
+                    err.to_string().starts_with(&expected),
+                    "{err} (chunk {chunk})"
+                );
+            }
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod npy_source;
 mod open;
 mod options;
 
+pub use csv::MAX_LINE_BYTES as MAX_CSV_LINE_BYTES;
 pub use csv_source::CsvSource;
 pub use dataset::{Dataset, Origin};
 pub use idx::read_idx;
