@@ -6,6 +6,10 @@ use std::io::Write;
 use feedforward::Error;
 use feedforward::io::{MAX_CSV_LINE_BYTES, ReadOptions, read_dataset};
 
+/// Held by each test that measures the peak memory, so that no other test's
+/// allocations fall inside its measurement.
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Peak resident memory of this process so far, bytes (Linux's VmHWM).
 fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -29,6 +33,7 @@ fn a_csv_line_without_end_is_refused_at_the_limit() {
         file.write_all(chunk.as_bytes()).unwrap();
     }
     drop(file);
+    let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let before = peak_rss();
     let err = read_dataset(&path, &ReadOptions::default()).unwrap_err();
     let Error::Parse {
@@ -49,4 +54,72 @@ fn a_csv_line_without_end_is_refused_at_the_limit() {
             "peak grew by {grown} bytes"
         );
     }
+}
+
+/// A small model file whose architecture is rewritten by `edit` (the header's
+/// JSON, re-padded), as a stranger could.
+fn model_with(dir: &std::path::Path, edit: impl Fn(&mut serde_json::Value)) -> std::path::PathBuf {
+    use feedforward::{Activation, Network};
+    let net = Network::builder(2)
+        .dense(8, Activation::Relu)
+        .dense(3, Activation::Softmax)
+        .build()
+        .unwrap();
+    let path = dir.join("m.safetensors");
+    feedforward::io::model::save(&path, &net, &Default::default()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let key = "feedforward.network";
+    let text = header["__metadata__"][key].as_str().unwrap().to_string();
+    let mut arch: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edit(&mut arch);
+    header["__metadata__"][key] = arch.to_string().into();
+    let mut head = header.to_string().into_bytes();
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = (head.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// A model whose metadata declares layers far larger than its tensors (2^31
+/// units; 2^40 inputs, past what can be counted) is refused before the
+/// network is allocated, naming the count and the limit it breaks.
+#[test]
+fn a_model_declaring_huge_layers_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |path: &std::path::Path| match feedforward::io::model::load(path) {
+        Err(Error::Parse { message, .. }) => message,
+        other => panic!("expected a parse error, got {:?}", other.map(|_| ())),
+    };
+    let huge = model_with(dir.path(), |a| {
+        a["layers"][0]["units"] = (1u64 << 31).into()
+    });
+    let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let before = peak_rss();
+    let message = load(&huge);
+    // 2·2^31 + 2^31 + 3·2^31 + 3 = 6·2^31 + 3 parameters; the file holds 51 floats.
+    assert!(
+        message.contains("declares 12884901891 parameters") && message.contains("(51 floats)"),
+        "{message}"
+    );
+    if let (Some(before), Some(after)) = (before, peak_rss()) {
+        assert!(
+            after - before < 64 << 20,
+            "peak grew by {} bytes",
+            after - before
+        );
+    }
+    let uncountable = model_with(dir.path(), |a| {
+        a["inputs"] = (1u64 << 40).into();
+        a["layers"][0]["units"] = (1u64 << 40).into();
+    });
+    let message = load(&uncountable);
+    let limit = format!(
+        "layer 0: the network would have more than {} parameters",
+        feedforward::network::MAX_PARAMETERS
+    );
+    assert!(message.contains(&limit), "{message}");
 }

@@ -108,6 +108,42 @@ impl NetworkBuilder {
         self
     }
 
+    /// The parameters the network would have, counted without allocating.
+    ///
+    /// ```
+    /// use feedforward::{Activation::*, Network};
+    /// let b = Network::builder(784).dense(512, Relu).dense(10, Softmax);
+    /// assert_eq!(b.parameter_count()?, 784 * 512 + 512 + 512 * 10 + 10);
+    /// assert!(Network::builder(1 << 40).dense(1 << 30, Relu).parameter_count().is_err());
+    /// # Ok::<(), feedforward::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first layer past [`MAX_PARAMETERS`].
+    pub fn parameter_count(&self) -> Result<usize> {
+        let (mut width, mut total) = (self.inputs, 0usize);
+        for (i, spec) in self.specs.iter().enumerate() {
+            let count = match *spec {
+                LayerSpec::Dense(units, _) => {
+                    let count = width.checked_mul(units).and_then(|w| w.checked_add(units));
+                    width = units;
+                    count
+                }
+                LayerSpec::BatchNorm(_) => width.checked_mul(2),
+                LayerSpec::Dropout(_) => Some(0),
+            };
+            total = match count.and_then(|c| total.checked_add(c)) {
+                Some(t) if t <= MAX_PARAMETERS => t,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "layer {i}: the network would have more than {MAX_PARAMETERS} parameters"
+                    )));
+                }
+            };
+        }
+        Ok(total)
+    }
+
     /// Checks the description and creates the network with initialised weights.
     ///
     /// # Errors
@@ -135,6 +171,9 @@ impl NetworkBuilder {
                 "gradient clipping norm must be > 0, got {c}"
             )));
         }
+        // Checked before anything is allocated: the widths may come from a
+        // file written by a stranger. The sums below cannot overflow.
+        self.parameter_count()?;
         let mut layers = Vec::with_capacity(self.specs.len());
         let (mut width, mut offset) = (self.inputs, 0);
         for (i, spec) in self.specs.iter().enumerate() {
@@ -218,6 +257,10 @@ impl NetworkBuilder {
         })
     }
 }
+
+/// The most parameters a network may have: their bytes must be addressable
+/// (`isize::MAX`), with room for the gradients and optimizer moments beside.
+pub const MAX_PARAMETERS: usize = isize::MAX as usize / 16;
 
 /// The layer-wise runs of the parameters: each dense layer's weights
 /// (adapted by LARS and LAMB) and bias, each batch-norm layer's γ and β.

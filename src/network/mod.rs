@@ -39,7 +39,7 @@ mod step;
 mod whole_batch;
 mod workspace;
 
-pub use builder::NetworkBuilder;
+pub use builder::{MAX_PARAMETERS, NetworkBuilder};
 pub use infer::{Evaluation, Predictor};
 pub use penalty::Penalty;
 pub use snapshot::Snapshot;

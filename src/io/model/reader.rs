@@ -108,6 +108,24 @@ impl Reader<'_> {
                 LayerDesc::Dropout { rate } => builder.dropout(*rate),
             };
         }
+        // The architecture is a stranger's allocation request: it must fit the
+        // tensors the file holds before the network is made.
+        let count = builder
+            .parameter_count()
+            .map_err(|e| self.bad(format!("architecture: {e}")))?;
+        let held: usize = self
+            .file
+            .tensors()
+            .iter()
+            .map(|(_, t)| t.data().len())
+            .sum();
+        if count > held / 4 {
+            return Err(self.bad(format!(
+                "the architecture declares {count} parameters, but the file's tensors hold \
+                 {held} bytes ({} floats)",
+                held / 4
+            )));
+        }
         builder
             .build()
             .map_err(|e| self.bad(format!("architecture: {e}")))
