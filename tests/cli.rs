@@ -1784,3 +1784,48 @@ fn a_full_disk_keeps_the_old_model() {
         .collect();
     assert_eq!(left, vec![std::ffi::OsString::from("m.safetensors")]);
 }
+
+/// A read-only output directory (a read-only tmpfs: root ignores file
+/// modes) is refused before training, with one error naming the path and
+/// the cause. Where the test cannot mount, it says so and checks nothing else.
+#[test]
+fn a_read_only_output_directory_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spiral.csv");
+    succeeds(&["data", "spiral", "--points", "50", "--out", s(&data)]);
+    let frozen = dir.path().join("frozen");
+    std::fs::create_dir(&frozen).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", s(&frozen)])
+        .output();
+    match &mount {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            let why = mount.map_or_else(|e| e.to_string(), |o| stderr(&o));
+            eprintln!(
+                "note: cannot mount a tmpfs ({}): the read-only case was not run",
+                why.trim()
+            );
+            return;
+        }
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&frozen);
+    let model = frozen.join("m.safetensors");
+    let args = [
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "2",
+        "--out",
+        s(&model),
+    ];
+    fails_with(&args, &[s(&model), "Read-only file system"]);
+    assert!(!String::from_utf8_lossy(&ff(&args).stdout).contains("epoch"));
+}

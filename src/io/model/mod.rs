@@ -248,8 +248,11 @@ fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
     builder.tempfile_in(dir).map_err(|e| {
-        // Named by its directory, not by the temporary file's random name.
-        let why = format!("cannot make a file in {}: {}", dir.display(), e.kind());
+        // Named by its directory, not by the temporary file's random name,
+        // which tempfile appends to the system's words (" at path …").
+        let text = e.to_string();
+        let cause = text.split(" at path ").next().unwrap_or(&text);
+        let why = format!("cannot make a file in {}: {cause}", dir.display());
         Error::io(path, &std::io::Error::new(e.kind(), why))
     })
 }
