@@ -51,7 +51,8 @@ fn close(got: f32, want: f64, what: &str, z: f32) {
 fn elementwise_activations_match_f64() {
     let z = inputs();
     let col = Array2::from_shape_vec((z.len(), 1), z.clone()).unwrap();
-    let cases: [(Activation, fn(f64) -> f64); 4] = [
+    type Reference = fn(f64) -> f64;
+    let cases: [(Activation, Reference); 4] = [
         (Activation::Relu, |x| x.max(0.0)),
         (Activation::Sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
         (Activation::Tanh, f64::tanh),
