@@ -9,7 +9,7 @@
 //! final loss is the loss of step `steps_total − 1`, before its update. Only the
 //! batches the steps use are read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array2};
 use serde::Deserialize;
@@ -44,6 +44,13 @@ struct AdamConstants {
     beta1: f32,
     beta2: f32,
     eps: f32,
+}
+
+/// One dense layer's parameters as dumped, and where its weights came from.
+struct LayerFiles {
+    w: Array2<f32>,
+    b: Array1<f32>,
+    path: PathBuf,
 }
 
 impl Manifest {
@@ -92,12 +99,39 @@ impl Manifest {
         builder.build()
     }
 
+    /// Each layer's weights `W{i}.npy` and bias `b{i}.npy`, checked against
+    /// `sizes`.
+    fn weights(&self, dir: &Path) -> Result<Vec<LayerFiles>> {
+        let mut out = Vec::new();
+        for (i, pair) in self.sizes.windows(2).enumerate() {
+            let (wp, bp) = (dir.join(format!("W{i}.npy")), dir.join(format!("b{i}.npy")));
+            let w = read_npy(&wp)?.into_matrix(&wp)?;
+            let b = read_npy(&bp)?.into_matrix(&bp)?;
+            if w.dim() != (pair[0], pair[1]) || b.len() != pair[1] {
+                return Err(Error::parse(
+                    &wp,
+                    format!(
+                        "layer {i} is {} x {} in the manifest, but W{i} is {} x {} and b{i} holds {}",
+                        pair[0],
+                        pair[1],
+                        w.nrows(),
+                        w.ncols(),
+                        b.len()
+                    ),
+                ));
+            }
+            let b = Array1::from_iter(b.iter().copied());
+            out.push(LayerFiles { w, b, path: wp });
+        }
+        Ok(out)
+    }
+
     /// The batches the steps use, read once each: features and targets
     /// (class indices when `classes`).
     fn batches(&self, dir: &Path, classes: bool) -> Result<(Vec<Array2<f32>>, Vec<OwnedTargets>)> {
         let used = self.n_batches.min(self.steps_total);
-        let mut xs: Vec<Array2<f32>> = Vec::with_capacity(used);
-        let mut ys: Vec<OwnedTargets> = Vec::with_capacity(used);
+        // Grown as the files are read: `used` is the manifest's word, not a size.
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for k in 0..used {
             let (xp, yp) = (dir.join(format!("x{k}.npy")), dir.join(format!("y{k}.npy")));
             let x = read_npy(&xp)?.into_matrix(&xp)?;
@@ -158,14 +192,13 @@ pub fn replay(dir: &Path) -> Result<Replay> {
             "needs two or more sizes, batches and steps",
         ));
     }
+    // The weight files first: sizes that disagree with them are refused before
+    // a network of those sizes is allocated.
+    let weights = m.weights(dir)?;
     let mut net = m.network(&path)?;
-    for i in 0..m.sizes.len() - 1 {
-        let (wp, bp) = (dir.join(format!("W{i}.npy")), dir.join(format!("b{i}.npy")));
-        let w = read_npy(&wp)?.into_matrix(&wp)?;
-        let b = read_npy(&bp)?.into_matrix(&bp)?;
-        let b = Array1::from_iter(b.iter().copied());
-        net.set_dense_parameters(i, w.view(), b.view())
-            .map_err(|e| Error::parse(&wp, e.to_string()))?;
+    for (i, layer) in weights.iter().enumerate() {
+        net.set_dense_parameters(i, layer.w.view(), layer.b.view())
+            .map_err(|e| Error::parse(&layer.path, e.to_string()))?;
     }
     let (xs, ys) = m.batches(dir, net.loss() == Loss::CategoricalCrossEntropy)?;
     let mut final_loss = f32::NAN;
