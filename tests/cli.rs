@@ -1829,3 +1829,64 @@ fn a_read_only_output_directory_is_refused_before_training() {
     fails_with(&args, &[s(&model), "Read-only file system"]);
     assert!(!String::from_utf8_lossy(&ff(&args).stdout).contains("epoch"));
 }
+
+/// A run stopped after its last checkpoint but before its model was written
+/// (killed while writing it, say) resumes to the model the whole run writes,
+/// training nothing: with early stopping, the best epoch's weights restored.
+/// Asking for fewer epochs than the checkpoint holds is one clear error.
+#[test]
+fn resuming_a_finished_checkpoint_writes_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "d.csv", small_csv());
+    let (full, resumed, ckpt) = (
+        dir.path().join("full.safetensors"),
+        dir.path().join("resumed.safetensors"),
+        dir.path().join("run.ckpt"),
+    );
+    succeeds(&[
+        "train",
+        "--data",
+        s(&data),
+        "--hidden",
+        "8",
+        "--epochs",
+        "6",
+        "--val-split",
+        "0.3",
+        "--early-stopping",
+        "20",
+        "--lr",
+        "0.3",
+        "--checkpoint-every",
+        "1",
+        "--checkpoint",
+        s(&ckpt),
+        "--out",
+        s(&full),
+        "--quiet",
+    ]);
+    let args = |epochs: &'static str, out: &Path| {
+        vec![
+            "train".to_string(),
+            "--data".into(),
+            s(&data).into(),
+            "--epochs".into(),
+            epochs.into(),
+            "--resume".into(),
+            s(&ckpt).into(),
+            "--out".into(),
+            s(out).into(),
+        ]
+    };
+    let six = args("6", &resumed);
+    succeeds(&six.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        std::fs::read(&full).unwrap(),
+        std::fs::read(&resumed).unwrap()
+    );
+    let five = args("5", &dir.path().join("never.safetensors"));
+    fails_with(
+        &five.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["run.ckpt has already trained 6 epochs; pass --epochs of at least that"],
+    );
+}

@@ -6,6 +6,7 @@
 //! column. [`model`] saves and loads a trained network with everything `predict`
 //! needs, written atomically.
 
+mod atomic;
 mod csv;
 mod csv_source;
 mod dataset;
@@ -16,6 +17,7 @@ mod npy_source;
 mod open;
 mod options;
 
+pub use atomic::{check_writable, write_atomically};
 pub use csv::MAX_LINE_BYTES as MAX_CSV_LINE_BYTES;
 pub use csv_source::CsvSource;
 pub use dataset::{Dataset, Origin};

@@ -11,14 +11,14 @@
 //! seed, clipping), plus any entries the writer adds (the CLI stores its
 //! training settings under `feedforward.training`).
 //!
-//! Files are written atomically: to a temporary file in the same directory,
-//! flushed to disk, then renamed over the target, so a reader (or a crash)
-//! never sees a half-written model, and a failed write leaves an old file intact.
+//! Files are written atomically ([`write_atomically`]): to an unnamed file in
+//! the same directory, flushed to disk, then renamed over the target, so a
+//! reader (or a crash) never sees a half-written model, and a failed write
+//! leaves an old file intact.
 //!
 //! [safetensors]: https://github.com/huggingface/safetensors
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::SafeTensors;
@@ -37,6 +37,8 @@ mod tests;
 use optimizer::{OptimizerDesc, describe_optimizer};
 use reader::Reader;
 use tensors::{Tensors, sorted_header};
+
+pub use super::atomic::{check_writable, write_atomically};
 
 const FORMAT_KEY: &str = "feedforward.format";
 const NETWORK_KEY: &str = "feedforward.network";
@@ -191,70 +193,6 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
         message,
     })?;
     write_atomically(path, &sorted_header(bytes))
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a
-/// rename. The file gets the permissions `std::fs::write` would give a new one.
-///
-/// # Errors
-/// [`Error::Io`]; the temporary file is removed and `path` is untouched.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error| Error::io(path, &e);
-    let mut tmp = temporary_beside(path)?;
-    // Through the file itself: its errors do not name the temporary path.
-    tmp.as_file_mut().write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
-}
-
-/// Checks, before any work is spent on it, that [`write_atomically`] could
-/// write `path`: that it is not a directory, and that a temporary file can be
-/// made beside it (the directory exists and is writable). Nothing is left
-/// behind.
-///
-/// ```
-/// use feedforward::io::model::check_writable;
-/// let dir = tempfile::tempdir()?;
-/// assert!(check_writable(&dir.path().join("model.safetensors")).is_ok());
-/// assert!(check_writable(dir.path()).is_err());
-/// assert!(check_writable(&dir.path().join("missing/model.safetensors")).is_err());
-/// assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// [`Error::Io`] naming `path`: "is a directory", or why the temporary file
-/// could not be made.
-pub fn check_writable(path: &Path) -> Result<()> {
-    if path.is_dir() {
-        let e = std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory");
-        return Err(Error::io(path, &e));
-    }
-    temporary_beside(path).map(drop)
-}
-
-/// An empty temporary file in `path`'s directory, removed when dropped unless
-/// persisted.
-fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".feedforward-").suffix(".tmp");
-    // A temporary file is private (0600); the file it becomes gets the
-    // permissions of any new file, 0666 less the umask, as `fs::write` gives.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    builder.tempfile_in(dir).map_err(|e| {
-        // Named by its directory, not by the temporary file's random name,
-        // which tempfile appends to the system's words (" at path …").
-        let text = e.to_string();
-        let cause = text.split(" at path ").next().unwrap_or(&text);
-        let why = format!("cannot make a file in {}: {cause}", dir.display());
-        Error::io(path, &std::io::Error::new(e.kind(), why))
-    })
 }
 
 /// Reads a model file written by [`save`].

@@ -296,9 +296,11 @@ fn resume(args: &TrainArgs) -> Result<Option<Resumed>> {
     let checkpoint = Checkpoint::load(path)?;
     let settings = Settings::from_metadata(path, &checkpoint.model.metadata)?;
     let state = checkpoint.state;
-    if state.epochs_done >= args.epochs {
+    // Equal: the run was stopped after its last checkpoint, before (or while)
+    // the model was written; resuming trains nothing and writes the model.
+    if state.epochs_done > args.epochs {
         return Err(format!(
-            "{} has already trained {} epochs; pass --epochs greater than that",
+            "{} has already trained {} epochs; pass --epochs of at least that",
             path.display(),
             state.epochs_done
         )
