@@ -367,23 +367,27 @@ impl Loss {
             let (zr, ar) = (&z[r * k..(r + 1) * k], &a[r * k..(r + 1) * k]);
             let g = &mut grad[r * k..(r + 1) * k];
             match self {
+                // The row's sum is taken in f64: k terms near f32::MAX (or
+                // squares of differences past 1.8e19) would overflow in f32
+                // where their mean does not.
                 Loss::MeanSquaredError => {
-                    let mut sum = 0.0;
+                    let mut sum = 0.0f64;
                     for (j, (g, &a)) in g.iter_mut().zip(ar).enumerate() {
                         let d = a - y.value(r, j, k);
-                        sum += d * d;
-                        *g = 2.0 * d * inv_k * inv_m;
+                        sum += f64::from(d) * f64::from(d);
+                        // Scaled before doubling: 2·d overflows for |d| > f32::MAX / 2.
+                        *g = d * inv_k * 2.0 * inv_m;
                     }
-                    *l = sum * inv_k;
+                    *l = (sum / k as f64) as f32;
                 }
                 Loss::BinaryCrossEntropy | Loss::MultiLabelCrossEntropy => {
-                    let mut sum = 0.0;
+                    let mut sum = 0.0f64;
                     for (j, ((g, &a), &z)) in g.iter_mut().zip(ar).zip(zr).enumerate() {
                         let t = y.value(r, j, k);
-                        sum += z.max(0.0) - z * t + (-z.abs()).exp().ln_1p();
+                        sum += f64::from(z.max(0.0) - z * t + (-z.abs()).exp().ln_1p());
                         *g = (a - t) * inv_k * inv_m;
                     }
-                    *l = sum * inv_k;
+                    *l = (sum / k as f64) as f32;
                 }
                 Loss::CategoricalCrossEntropy => {
                     let lse = log_sum_exp(zr);

@@ -1,6 +1,8 @@
 //! Numbers at the edges: the largest floats, subnormals and -0.0 go through
-//! every activation and the cross-entropies without NaN where the math is
-//! finite, and agree with an f64 reference.
+//! every activation and every loss (categorical, binary and multi-label
+//! cross-entropy, mean squared error) without NaN or overflow where the math is
+//! finite, and agree with an f64 reference: within 2e-7 + 2e-6·|x| for each
+//! value and gradient, 1e-5 relative for a batch's loss.
 
 mod common;
 
@@ -99,6 +101,78 @@ fn softmax_and_cross_entropy_match_f64_at_extreme_logits() {
         total += max + sum.ln() - row[labels[r]];
     }
     let want = total / rows as f64;
+    assert!(loss.is_finite(), "loss {loss}");
+    assert!(
+        (f64::from(loss) - want).abs() <= 1e-5 * want.abs().max(1.0),
+        "loss {loss:e}, f64 gives {want:e}"
+    );
+}
+
+/// `log(1 + e^x)` without overflow, in f64.
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// Binary (one column) and multi-label (three columns) cross-entropy from
+/// logits over the whole f32 range: loss `softplus(z) − t·z` per entry,
+/// gradient `(σ(z) − t)/(k·m)`, against f64.
+#[test]
+fn binary_and_multilabel_cross_entropy_match_f64_at_extreme_logits() {
+    let z = inputs();
+    for (loss_kind, k) in [
+        (Loss::BinaryCrossEntropy, 1),
+        (Loss::MultiLabelCrossEntropy, 3),
+    ] {
+        let rows = z.len() / k;
+        let logits = Array2::from_shape_vec((rows, k), z[..rows * k].to_vec()).unwrap();
+        let t = Array2::from_shape_fn((rows, k), |(r, j)| ((r * 7 + j * 3) % 2) as f32);
+        let (loss, dz) = loss_kind
+            .from_logits(logits.view(), Targets::Values(t.view()))
+            .unwrap();
+        let scale = 1.0 / (k * rows) as f64;
+        let mut total = 0.0f64;
+        for ((r, j), &x) in logits.indexed_iter() {
+            let (x64, t64) = (f64::from(x), f64::from(t[[r, j]]));
+            let p = 1.0 / (1.0 + (-x64).exp());
+            close(dz[[r, j]], (p - t64) * scale, loss_kind.name(), x);
+            total += softplus(x64) - t64 * x64;
+        }
+        let want = total * scale;
+        assert!(loss.is_finite(), "{}: loss {loss}", loss_kind.name());
+        assert!(
+            (f64::from(loss) - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{}: loss {loss:e}, f64 gives {want:e}",
+            loss_kind.name()
+        );
+    }
+}
+
+/// Mean squared error on outputs up to ±1.8e19 (whose squares still fit in an
+/// f32), and its gradient `2(a − t)/(k·m)` on every f32, against f64.
+#[test]
+fn mean_squared_error_matches_f64_over_the_f32_range() {
+    let z = inputs();
+    let k = 2;
+    let rows = z.len() / k;
+    let t = Array2::from_shape_fn((rows, k), |(r, j)| (r as f32 * 0.37 + j as f32).sin());
+    let all = Array2::from_shape_vec((rows, k), z[..rows * k].to_vec()).unwrap();
+    let (_, dz) = Loss::MeanSquaredError
+        .from_logits(all.view(), Targets::Values(t.view()))
+        .unwrap();
+    let scale = 1.0 / (k * rows) as f64;
+    for ((r, j), &x) in all.indexed_iter() {
+        let want = 2.0 * (f64::from(x) - f64::from(t[[r, j]])) * scale;
+        close(dz[[r, j]], want, "mse dz", x);
+    }
+    let bounded = all.mapv(|x| x.clamp(-1.8e19, 1.8e19));
+    let (loss, _) = Loss::MeanSquaredError
+        .from_logits(bounded.view(), Targets::Values(t.view()))
+        .unwrap();
+    let want: f64 = bounded
+        .indexed_iter()
+        .map(|((r, j), &x)| (f64::from(x) - f64::from(t[[r, j]])).powi(2))
+        .sum::<f64>()
+        * scale;
     assert!(loss.is_finite(), "loss {loss}");
     assert!(
         (f64::from(loss) - want).abs() <= 1e-5 * want.abs().max(1.0),
