@@ -123,3 +123,73 @@ fn a_model_declaring_huge_layers_is_refused_before_allocating() {
     );
     assert!(message.contains(&limit), "{message}");
 }
+
+/// Found by the fuzzer: an NPY version-2 header whose 4-byte length field says
+/// 3 GB made the reader allocate it (1.2 GB resident before the fuzzer's limit
+/// stopped it). It is now refused at `MAX_NPY_HEADER_BYTES`, naming the field,
+/// plain and in an NPZ member, with no growth of the peak.
+#[test]
+fn an_npy_header_length_past_the_limit_is_refused_before_allocating() {
+    use feedforward::io::{MAX_NPY_HEADER_BYTES, read_npy};
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
+    bytes.extend_from_slice(&0xb100_0074u32.to_le_bytes());
+    bytes.extend_from_slice(b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }\n");
+    let npy = dir.path().join("long-header.npy");
+    std::fs::write(&npy, &bytes).unwrap();
+    let npz = dir.path().join("long-header.npz");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&npz).unwrap());
+    zip.start_file("x.npy", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(&bytes).unwrap();
+    zip.finish().unwrap();
+
+    let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let before = peak_rss();
+    let expected = format!(
+        "the header length field says {} bytes, more than the {MAX_NPY_HEADER_BYTES} allowed",
+        0xb100_0074u32
+    );
+    match read_npy(&npy) {
+        Err(Error::Parse { path, message, .. }) => {
+            assert!(path.ends_with("long-header.npy"), "{path}");
+            assert_eq!(message, expected);
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+    match read_dataset(&npz, &ReadOptions::default()) {
+        Err(Error::Parse { path, message, .. }) => {
+            assert!(path.ends_with("long-header.npz"), "{path}");
+            assert_eq!(message, format!("x: {expected}"));
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+    if let (Some(before), Some(after)) = (before, peak_rss()) {
+        let grown = after.saturating_sub(before);
+        assert!(grown < 64 << 20, "peak grew by {grown} bytes");
+    }
+}
+
+/// Found by the fuzzer: an IDX header whose first dimension is 0 bounds the
+/// data (none) but not the other dimensions, whose product overflowed. It is
+/// now refused, naming the header's dimensions.
+#[test]
+fn idx_dimensions_whose_product_overflows_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("overflow.idx");
+    let mut bytes = vec![0, 0, 0x08, 4];
+    for d in [0u32, 0x0009_ffef, 0x5600_2b00, 0x0004_0000] {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    match feedforward::io::read_idx(&path) {
+        Err(Error::Parse { path, message, .. }) => {
+            assert!(path.ends_with("overflow.idx"), "{path}");
+            assert_eq!(
+                message,
+                "the header's dimensions multiply past the largest size"
+            );
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}

@@ -76,7 +76,12 @@ pub fn read_idx(path: &Path) -> Result<Array2<f32>> {
             .collect(),
     };
     let rows = dims[0];
-    let cols = dims[1..].iter().product::<usize>();
+    // Checked: with a first dimension of 0 the others are not bounded by the
+    // data's size, and their product can overflow.
+    let cols = dims[1..]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad("the header's dimensions multiply past the largest size".into()))?;
     Array2::from_shape_vec((rows, cols), values).map_err(|e| bad(e.to_string()))
 }
 

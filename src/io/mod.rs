@@ -22,7 +22,7 @@ pub use csv::MAX_LINE_BYTES as MAX_CSV_LINE_BYTES;
 pub use csv_source::CsvSource;
 pub use dataset::{Dataset, Origin};
 pub use idx::read_idx;
-pub use npy::{NpyArray, read_npy, read_npz};
+pub use npy::{MAX_HEADER_BYTES as MAX_NPY_HEADER_BYTES, NpyArray, read_npy, read_npz};
 pub use npy_source::NpySource;
 pub use options::{Column, ReadOptions};
 

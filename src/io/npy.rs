@@ -94,6 +94,15 @@ pub(crate) struct Header {
     pub data_offset: usize,
 }
 
+/// The longest `.npy` header read (NumPy's own reader stops at 10 000 bytes
+/// unless told otherwise): the length field is read before the header, and
+/// is not an allocation to make on a stranger's word.
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+
+fn header_too_long(len: usize) -> String {
+    format!("the header length field says {len} bytes, more than the {MAX_HEADER_BYTES} allowed")
+}
+
 /// Parses the header at the start of `bytes`.
 pub(crate) fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
@@ -107,6 +116,9 @@ pub(crate) fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> 
         ),
         v => return Err(format!("unsupported .npy version {v}")),
     };
+    if len > MAX_HEADER_BYTES {
+        return Err(header_too_long(len));
+    }
     let header = bytes.get(start..start + len).ok_or("truncated header")?;
     let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
     let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
@@ -234,6 +246,9 @@ fn read_header_bytes(r: &mut dyn Read) -> std::result::Result<Vec<u8>, String> {
         2 | 3 => u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
         v => return Err(format!("unsupported .npy version {v}")),
     };
+    if len > MAX_HEADER_BYTES {
+        return Err(header_too_long(len));
+    }
     let start = head.len();
     head.resize(start + len, 0);
     if read_full(r, &mut head[start..]).map_err(io)? < len {
