@@ -193,3 +193,30 @@ fn idx_dimensions_whose_product_overflows_are_refused() {
         other => panic!("expected a parse error, got {other:?}"),
     }
 }
+
+/// A plain NPY whose shape asks for 1 GiB of floats but holds 8 bytes is
+/// refused by the size of the file, before the array is reserved; through gzip
+/// (size unknown until read) at most 64 MiB is reserved before the data end.
+#[test]
+fn an_npy_shape_larger_than_its_file_is_refused_by_the_file_size() {
+    use feedforward::io::read_npy;
+    let dir = tempfile::tempdir().unwrap();
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (268435456,), }\n";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0; 8]);
+    let plain = dir.path().join("short.npy");
+    std::fs::write(&plain, &bytes).unwrap();
+    let gz = dir.path().join("short.npy.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&bytes).unwrap();
+    std::fs::write(&gz, encoder.finish().unwrap()).unwrap();
+    let expected = "shape [268435456] of <f4 needs 1073741824 bytes of data, found 8";
+    for path in [&plain, &gz] {
+        match read_npy(path) {
+            Err(Error::Parse { message, .. }) => assert_eq!(message, expected),
+            other => panic!("{}: expected a parse error, got {other:?}", path.display()),
+        }
+    }
+}

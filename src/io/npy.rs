@@ -49,7 +49,8 @@ impl NpyArray {
 /// [`Error::Io`] when it cannot be opened; [`Error::Parse`] for a foreign file,
 /// an unsupported element type, or data shorter or longer than its shape.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    read_from(&mut open::open(path)?).map_err(|m| Error::parse(path, m))
+    let stored = open::plain_len(path)?;
+    read_from(&mut open::open(path)?, stored).map_err(|m| Error::parse(path, m))
 }
 
 /// Reads every array of an `.npz` archive, with its name (without `.npy`).
@@ -71,7 +72,7 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, NpyArray)>> {
             .trim_end_matches(".npy")
             .to_string();
         let array =
-            read_from(&mut entry).map_err(|m| Error::parse(path, format!("{name}: {m}")))?;
+            read_from(&mut entry, None).map_err(|m| Error::parse(path, format!("{name}: {m}")))?;
         arrays.push((name, array));
     }
     Ok(arrays)
@@ -161,9 +162,16 @@ pub(crate) fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> 
 /// Bytes of the file converted per read while streaming its elements.
 const CHUNK: usize = 1 << 20;
 
+/// Elements reserved up front (64 MiB of `f32`) when the size of the data is
+/// not known before it is read (gzip, zip members); past it the array grows as
+/// the data arrive, so a header's shape alone never allocates more.
+const RESERVE_UNKNOWN: usize = 1 << 24;
+
 /// Reads one `.npy` array from `r`, converting its elements a chunk at a time as
 /// they arrive, so that no copy of the file's bytes is held beside the result.
-fn read_from(r: &mut dyn Read) -> std::result::Result<NpyArray, String> {
+/// `stored` is the length of the whole file when it is known (a plain file):
+/// a shape that needs more data than that is refused before allocating.
+fn read_from(r: &mut dyn Read, stored: Option<u64>) -> std::result::Result<NpyArray, String> {
     let io = |e: std::io::Error| format!("cannot read: {e}");
     let head = read_header_bytes(r)?;
     let Header {
@@ -197,9 +205,20 @@ fn read_from(r: &mut dyn Read) -> std::result::Result<NpyArray, String> {
     let short = |found: usize| {
         format!("shape {shape:?} of {descr} needs {needed} bytes of data, found {found}")
     };
+    let available = stored.map(|len| len.saturating_sub(head.len() as u64));
+    if let Some(available) = available
+        && needed as u64 > available
+    {
+        return Err(short(available as usize));
+    }
     let mut values = Vec::new();
+    let reserve = if available.is_some() {
+        count
+    } else {
+        count.min(RESERVE_UNKNOWN)
+    };
     values
-        .try_reserve_exact(count)
+        .try_reserve_exact(reserve)
         .map_err(|_| format!("shape {shape:?} is too large to hold in memory"))?;
     let mut buf = vec![0u8; CHUNK / size * size];
     let mut done = 0;
@@ -337,8 +356,16 @@ mod tests {
         out
     }
 
+    /// Reads `bytes` as a stream of unknown length and as a file of known
+    /// length; both must give the same answer.
     fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
-        read_from(&mut &bytes[..])
+        let streamed = read_from(&mut &bytes[..], None);
+        let stored = read_from(&mut &bytes[..], Some(bytes.len() as u64));
+        assert_eq!(
+            streamed.as_ref().map(|a| (&a.shape, &a.data)),
+            stored.as_ref().map(|a| (&a.shape, &a.data))
+        );
+        stored
     }
 
     #[test]

@@ -20,6 +20,16 @@ pub(crate) fn open(path: &Path) -> Result<Box<dyn Read + Send>> {
     }
 }
 
+/// The length of `path` when it is stored plain (not gzip): then the bytes a
+/// header promises can be checked against it before anything is allocated.
+pub(crate) fn plain_len(path: &Path) -> Result<Option<u64>> {
+    if peek(path, 2)?.starts_with(&[0x1f, 0x8b]) {
+        return Ok(None);
+    }
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, &e))?;
+    Ok(Some(meta.len()))
+}
+
 /// The whole (decompressed) content of `path`.
 pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
