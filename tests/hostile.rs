@@ -220,3 +220,86 @@ fn an_npy_shape_larger_than_its_file_is_refused_by_the_file_size() {
         }
     }
 }
+
+/// Headers that ask for more than the file holds: an IDX of 2^40 bytes, an
+/// NPY of 2^40 rows, an NPY with a negative dimension, a safetensors header
+/// length of 2^62, and an NPZ member that inflates to 64 MiB behind a header
+/// of 12 floats. Each is refused with an error naming the field and what the
+/// file really holds, and the peak memory does not grow by what was asked.
+#[test]
+fn hostile_headers_are_refused_in_small_memory() {
+    use feedforward::io::{model, read_idx, read_npy};
+    let dir = tempfile::tempdir().unwrap();
+    let put = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let npy = |shape: &str, data: &[u8]| {
+        let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    };
+    let mut idx = vec![0, 0, 0x08, 3];
+    for d in [1u32 << 20, 1 << 10, 1 << 10] {
+        idx.extend_from_slice(&d.to_be_bytes());
+    }
+    idx.extend_from_slice(&[0; 16]);
+    let idx = put("big.idx", &idx);
+    let big_npy = put("big.npy", &npy("(1099511627776, 1)", &[0; 16]));
+    let negative = put("negative.npy", &npy("(-5, 2)", &[0; 16]));
+    let mut st = (1u64 << 62).to_le_bytes().to_vec();
+    st.extend_from_slice(b"{}      ");
+    let st = put("big.safetensors", &st);
+    let bomb = dir.path().join("bomb.npz");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&bomb).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(true);
+        zip.start_file("x.npy", options).unwrap();
+        zip.write_all(&npy("(3, 4)", &[0; 48])).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            zip.write_all(&zeros).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+
+    let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let before = peak_rss();
+    let message = |result: Result<(), Error>| match result {
+        Err(Error::Parse { message, .. }) => message,
+        other => panic!("expected a parse error, got {other:?}"),
+    };
+    assert_eq!(
+        message(read_idx(&idx).map(drop)),
+        "the header says 1048576 x 1024 x 1024 elements of 1 byte(s) (1099511627776 bytes), but 16 bytes of data follow"
+    );
+    assert_eq!(
+        message(read_npy(&big_npy).map(drop)),
+        "shape [1099511627776, 1] of <f4 needs 4398046511104 bytes of data, found 16"
+    );
+    assert_eq!(
+        message(read_npy(&negative).map(drop)),
+        "bad shape entry \"-5\""
+    );
+    assert_eq!(
+        message(model::load(&st).map(drop)),
+        "not a feedforward model: the safetensors header length field says 4611686018427387904 bytes, but the file holds 8 after it; truncated or foreign file?"
+    );
+    assert_eq!(
+        message(read_dataset(&bomb, &ReadOptions::default()).map(drop)),
+        format!(
+            "x: shape [3, 4] of <f4 needs 48 bytes of data, found {}",
+            48 + (64 << 20)
+        )
+    );
+    if let (Some(before), Some(after)) = (before, peak_rss()) {
+        let grown = after.saturating_sub(before);
+        assert!(grown < 32 << 20, "peak grew by {grown} bytes");
+    }
+}

@@ -195,6 +195,32 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
     write_atomically(path, &sorted_header(bytes))
 }
 
+/// The safetensors header length (the file's first 8 bytes, little-endian)
+/// against the bytes that follow it, so that a hostile length is refused by
+/// name rather than as the safetensors crate's "header too large".
+fn check_header_length(path: &Path, bytes: &[u8]) -> Result<()> {
+    let Some(field) = bytes.get(..8) else {
+        return Err(Error::parse(
+            path,
+            format!(
+                "not a feedforward model: {} bytes, shorter than the 8-byte header length",
+                bytes.len()
+            ),
+        ));
+    };
+    let declared = u64::from_le_bytes(field.try_into().expect("8 bytes"));
+    let held = bytes.len() as u64 - 8;
+    if declared > held {
+        return Err(Error::parse(
+            path,
+            format!(
+                "not a feedforward model: the safetensors header length field says {declared} bytes, but the file holds {held} after it; truncated or foreign file?"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a model file written by [`save`].
 ///
 /// # Errors
@@ -202,6 +228,7 @@ pub fn save(path: &Path, network: &Network, options: &SaveOptions<'_>) -> Result
 /// foreign file, or one whose tensors disagree with its architecture.
 pub fn load(path: &Path) -> Result<Model> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e))?;
+    check_header_length(path, &bytes)?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| {
         Error::parse(
             path,
