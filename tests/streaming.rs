@@ -342,3 +342,23 @@ fn class_labels_have_one_bound_in_every_reader() {
         TargetKind::Classes { max: (1 << 24) - 1 }
     );
 }
+
+/// Found by the fuzzer: class targets of shape (4, 0) (no column) panicked
+/// while taking their first column; they are an error naming the file.
+#[test]
+fn class_targets_without_a_column_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    npy(&xp, "<f4", "(4, 2)", vec![0; 32]);
+    npy(&yp, "<f4", "(4, 0)", vec![]);
+    match NpySource::open(&xp, &yp, true) {
+        Err(Error::Parse { path, message, .. }) => {
+            assert!(path.ends_with("y.npy"), "{path}");
+            assert_eq!(
+                message,
+                "class labels need one column per row, the file has 0"
+            );
+        }
+        other => panic!("expected a parse error, got {:?}", other.map(|_| ())),
+    }
+}

@@ -70,13 +70,22 @@ impl NpySource {
                 ),
             ));
         }
+        if classes && t.ncols() != 1 {
+            return Err(Error::parse(
+                targets,
+                format!(
+                    "class labels need one column per row, the file has {}",
+                    t.ncols()
+                ),
+            ));
+        }
         let targets = if classes {
             let labels = t
                 .column(0)
                 .iter()
                 .enumerate()
                 .map(|(i, &v)| match class_index(v) {
-                    Some(label) if t.ncols() == 1 => Ok(label),
+                    Some(label) => Ok(label),
                     _ => Err(Error::parse(
                         targets,
                         format!("row {i}: {v} is not a class index (an integer from 0 below 2^24)"),
