@@ -1,6 +1,8 @@
 //! Hostile input: files whose sizes or lengths are allocation requests from a
 //! stranger are refused with an error naming the limit, in small memory.
 
+mod common;
+
 use std::io::Write;
 
 use feedforward::Error;
@@ -201,11 +203,7 @@ fn idx_dimensions_whose_product_overflows_are_refused() {
 fn an_npy_shape_larger_than_its_file_is_refused_by_the_file_size() {
     use feedforward::io::read_npy;
     let dir = tempfile::tempdir().unwrap();
-    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (268435456,), }\n";
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(&[0; 8]);
+    let bytes = common::npy("<f4", "(268435456,)", vec![0; 8]);
     let plain = dir.path().join("short.npy");
     std::fs::write(&plain, &bytes).unwrap();
     let gz = dir.path().join("short.npy.gz");
@@ -235,14 +233,7 @@ fn hostile_headers_are_refused_in_small_memory() {
         std::fs::write(&path, bytes).unwrap();
         path
     };
-    let npy = |shape: &str, data: &[u8]| {
-        let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(data);
-        bytes
-    };
+    let npy = |shape: &str, data: &[u8]| common::npy("<f4", shape, data.to_vec());
     let mut idx = vec![0, 0, 0x08, 3];
     for d in [1u32 << 20, 1 << 10, 1 << 10] {
         idx.extend_from_slice(&d.to_be_bytes());

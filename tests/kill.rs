@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use feedforward::train::Checkpoint;
 
 const EPOCHS: usize = 10;
+/// [`EPOCHS`] as the command line takes it.
+const EPOCHS_ARG: &str = "10";
 
 fn command(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_feedforward"));
@@ -28,7 +30,6 @@ fn s(p: &Path) -> &str {
 /// The training run: big enough layers that a checkpoint (weights and both
 /// Adam moments, about 7 MB) takes a while to write, a checkpoint every epoch.
 fn train_args<'a>(data: &'a Path, ckpt: &'a Path, out: &'a Path) -> Vec<&'a str> {
-    let epochs: &'static str = Box::leak(EPOCHS.to_string().into_boxed_str());
     vec![
         "train",
         "--data",
@@ -38,7 +39,7 @@ fn train_args<'a>(data: &'a Path, ckpt: &'a Path, out: &'a Path) -> Vec<&'a str>
         "--batch-size",
         "32",
         "--epochs",
-        epochs,
+        EPOCHS_ARG,
         "--checkpoint-every",
         "1",
         "--checkpoint",
@@ -118,6 +119,7 @@ fn run_and_kill(args: &[&str], dir: &Path, point: KillPoint) -> bool {
 
 #[test]
 fn sigkill_at_20_points_leaves_a_good_checkpoint_and_resume_ends_the_same() {
+    assert_eq!(EPOCHS_ARG.parse(), Ok(EPOCHS));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("blobs.csv");
     let out = command(&[
@@ -205,7 +207,7 @@ fn sigkill_at_20_points_leaves_a_good_checkpoint_and_resume_ends_the_same() {
                     "--data",
                     s(&data),
                     "--epochs",
-                    &EPOCHS.to_string(),
+                    EPOCHS_ARG,
                     "--resume",
                     s(&ckpt),
                     "--out",
