@@ -50,7 +50,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::error::{Error, Result, shape_str};
 
-pub use crate::cpu::{ISA_VARIABLE, Isa, isa, isa_from_env, set_isa};
+pub use crate::cpu::{ISA_VARIABLE, Isa, bf16_instruction_is_slow, isa, isa_from_env, set_isa};
 pub use epilogue::Epilogue;
 pub use loops::{KC, PARALLEL_THRESHOLD, reserve_buffers};
 

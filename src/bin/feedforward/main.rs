@@ -66,8 +66,14 @@ pub fn version_line() -> String {
         .into_iter()
         .map(|i| i.name())
         .collect();
+    let isa = feedforward::gemm::Isa::Avx512Bf16;
+    let slow = if isa.is_supported() && feedforward::gemm::bf16_instruction_is_slow() {
+        "; VDPBF16PS runs slower than its emulation here, so avx512 is the default"
+    } else {
+        ""
+    };
     format!(
-        "{}, kernels {} (this CPU: {}; choose with {})",
+        "{}, kernels {} (this CPU: {}{slow}; choose with {})",
         env!("CARGO_PKG_VERSION"),
         feedforward::gemm::kernel_description(),
         supported.join(", "),
