@@ -48,8 +48,9 @@ pub enum Isa {
     /// AVX-512F with AVX512-BF16 (Zen 4, Cooper Lake, Sapphire Rapids): the
     /// AVX-512F kernels for `f32`, and `VDPBF16PS` for the products in
     /// [`crate::Precision::Bf16`]. Every lower level computes the same bf16
-    /// products bit for bit by emulation (see [`crate::gemm::bf16`]). Chosen by
-    /// default only where the instruction is the faster ([`Isa::preferred`]).
+    /// products bit for bit by emulation (see [`crate::gemm::bf16`]), and so
+    /// does this level for the products where that is faster (see
+    /// [`bf16_instruction_is_slow`]).
     Avx512Bf16,
 }
 
@@ -115,24 +116,6 @@ impl Isa {
             .unwrap_or(Isa::Portable)
     }
 
-    /// The level [`isa`] runs when `FEEDFORWARD_ISA` does not choose one: the
-    /// widest this CPU supports, except on a CPU whose `VDPBF16PS` is slower
-    /// than the emulation ([`bf16_instruction_is_slow`]), where it is
-    /// [`Isa::Avx512`]. The bf16 products give the same bits either way, and
-    /// the `f32` kernels of the two levels are the same; only the speed differs.
-    ///
-    /// ```
-    /// use feedforward::gemm::Isa;
-    /// let level = Isa::preferred();
-    /// assert!(level.is_supported() && level <= Isa::best());
-    /// ```
-    pub fn preferred() -> Isa {
-        match Isa::best() {
-            Isa::Avx512Bf16 if bf16_instruction_is_slow() => Isa::Avx512,
-            best => best,
-        }
-    }
-
     /// The supported instruction sets, widest first.
     pub fn supported() -> Vec<Isa> {
         Isa::ALL
@@ -163,20 +146,21 @@ impl fmt::Display for Isa {
 }
 
 /// Whether this CPU's `VDPBF16PS` does fewer multiply-adds per cycle than its
-/// `f32` fused multiply-adds, so that the bf16 products run faster emulated
-/// (as `f32` products of rounded operands, the same bits; see
-/// [`crate::gemm::bf16`]).
+/// `f32` fused multiply-adds, so that bf16 products of many rows run faster
+/// emulated (as `f32` products of rounded operands: the same bits; see
+/// [`crate::gemm::bf16`]). Read once and cached.
 ///
 /// True on Intel's cores: a Sapphire Rapids-class Xeon here issues one
 /// `VDPBF16PS` (32 multiply-adds) every 2 cycles against two `VFMADD231PS`
 /// (16 each) per cycle, 123 against 245 GFLOP/s in a register loop. False on
 /// AMD's (Zen 4 and later), which issue it at the rate of an FMA, twice the
 /// `f32` multiply-adds: 571 against 256 GFLOP/s on a Zen 4 core.
-/// `FEEDFORWARD_ISA=avx512bf16` still forces the instruction.
 pub fn bf16_instruction_is_slow() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        cpu_vendor() == *b"GenuineIntel"
+        // CPUID may trap to a hypervisor (microseconds): ask once.
+        static SLOW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SLOW.get_or_init(|| cpu_vendor() == *b"GenuineIntel")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -217,7 +201,7 @@ static CHOSEN: AtomicU8 = AtomicU8::new(0);
 ///
 /// The first call decides: the level `FEEDFORWARD_ISA` names when this CPU
 /// supports it, otherwise the best supported level at or below it (an unknown
-/// name, or none, means [`Isa::preferred`]). Later calls return the cached choice, which
+/// name, or none, means the best). Later calls return the cached choice, which
 /// only [`set_isa`] changes. [`isa_from_env`] tells whether the variable was usable.
 ///
 /// ```
@@ -240,7 +224,7 @@ pub fn isa() -> Isa {
             .rev()
             .find(|i| *i <= wanted && i.is_supported())
             .unwrap_or(Isa::Portable),
-        None => Isa::preferred(),
+        None => Isa::best(),
     };
     // Two threads may race here; they choose the same level.
     CHOSEN.store(chosen.code(), Ordering::Relaxed);
@@ -350,17 +334,5 @@ mod tests {
             .expect("a vendor_id line");
         let reported = line.split(':').nth(1).expect("a value").trim();
         assert_eq!(std::str::from_utf8(&cpu_vendor()).unwrap(), reported);
-    }
-
-    /// The default level is the best one, except that a slow `VDPBF16PS`
-    /// gives way to its emulation one level down.
-    #[test]
-    fn preferred_is_best_unless_the_bf16_instruction_is_slow() {
-        let (best, preferred) = (Isa::best(), Isa::preferred());
-        if best == Isa::Avx512Bf16 && bf16_instruction_is_slow() {
-            assert_eq!(preferred, Isa::Avx512);
-        } else {
-            assert_eq!(preferred, best);
-        }
     }
 }

@@ -32,8 +32,12 @@ fn bits(c: &Array2<f32>) -> Vec<u32> {
     c.iter().map(|v| v.to_bits()).collect()
 }
 
-/// (m, k, n): edges of every tile, odd k, several blocks of k, few rows.
-const SHAPES: [(usize, usize, usize); 10] = [
+/// (m, k, n): edges of every tile, odd k, several blocks of k, few rows, and
+/// both sides of `bf16::FEW_ROWS` (where the instruction is slow, products of
+/// that many rows or more are emulated at its level too).
+const SHAPES: [(usize, usize, usize); 12] = [
+    (47, 129, 35),
+    (48, 129, 35),
     (1, 1, 1),
     (1, 785, 70),
     (1, 200, 700),
@@ -96,7 +100,7 @@ fn every_level_equals_the_reference_bit_for_bit() {
 
 #[test]
 fn packed_weights_and_the_epilogue_give_the_same_bits_everywhere() {
-    let (m, k, n) = (37, 300, 70);
+    let (m, k, n) = (61, 300, 70);
     let x = awkward(m, k, 1);
     let w = awkward(k, n, 2);
     let bias: Vec<f32> = (0..n).map(|j| j as f32 / 10.0 - 3.0).collect();
@@ -116,7 +120,7 @@ fn packed_weights_and_the_epilogue_give_the_same_bits_everywhere() {
         assert_eq!(bits(&direct), bits(&want), "{isa} gemm_bf16_bias");
         let packed = PackedWeights::new(w.view());
         assert_eq!(packed.dim(), (k, n));
-        for rows in [1, 3, m] {
+        for rows in [1, 3, bf16::FEW_ROWS - 1, bf16::FEW_ROWS, m] {
             let mut out = Array2::zeros((rows, n));
             packed
                 .gemm_bias(x.slice(ndarray::s![..rows, ..]), out.view_mut(), &relu)

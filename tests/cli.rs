@@ -1052,7 +1052,7 @@ fn val_split_keeps_a_class_only_the_held_out_rows_hold() {
 
 #[test]
 fn info_and_bench_name_the_kernels_and_feedforward_isa_is_checked() {
-    let best = feedforward::gemm::Isa::preferred().name();
+    let best = feedforward::gemm::Isa::best().name();
     let info = succeeds(&["info"]);
     assert!(info.contains(&format!("simd {best} (this CPU: ")), "{info}");
     assert_eq!(succeeds(&["--version"]), info, "--version and info differ");

@@ -68,7 +68,7 @@ pub fn version_line() -> String {
         .collect();
     let isa = feedforward::gemm::Isa::Avx512Bf16;
     let slow = if isa.is_supported() && feedforward::gemm::bf16_instruction_is_slow() {
-        "; VDPBF16PS runs slower than its emulation here, so avx512 is the default"
+        "; VDPBF16PS is slower than the f32 FMAs here, so bf16 products of many rows are emulated"
     } else {
         ""
     };

@@ -63,10 +63,29 @@ use super::{
 use crate::error::{Error, Result};
 use operands::Depth;
 
-/// Whether the bf16 products run on `VDPBF16PS` now ([`Isa::Avx512Bf16`] in
-/// use), rather than emulated.
+/// Whether bf16 products may run on `VDPBF16PS` now ([`Isa::Avx512Bf16`] in
+/// use), rather than emulated: all of them, or, on a CPU where the instruction
+/// is slow ([`super::bf16_instruction_is_slow`]), those of fewer than
+/// [`FEW_ROWS`] rows.
 pub fn uses_instruction() -> bool {
     super::isa() == Isa::Avx512Bf16
+}
+
+/// Products of fewer rows than this run on `VDPBF16PS` even on a CPU where it
+/// is slow: with few rows the emulation's copies and `f32` tiles cost more than
+/// the instruction's lower rate. Measured on a Sapphire Rapids-class Xeon (the
+/// W1 network's forward pass): the instruction is 3× faster at 1 to 12 rows,
+/// level at 48, and the emulation 1.4× faster from 96.
+pub const FEW_ROWS: usize = 48;
+
+/// Whether a product of `m` rows runs on `VDPBF16PS` (the same bits either way).
+fn on_instruction(m: usize) -> bool {
+    uses_instruction() && (m < FEW_ROWS || !super::bf16_instruction_is_slow())
+}
+
+/// Whether products may be emulated now.
+fn may_emulate() -> bool {
+    !uses_instruction() || super::bf16_instruction_is_slow()
 }
 
 /// `C ← A·B`, or `C ← C + A·B` with `accumulate`, in bf16 with `f32` sums
@@ -130,35 +149,36 @@ pub fn gemm_bf16_bias(
 pub struct PackedWeights {
     k: usize,
     n: usize,
-    packed: Packed,
-}
-
-#[derive(Debug, Clone)]
-enum Packed {
     /// For `VDPBF16PS`: [`operands::pack_b`]'s slivers.
-    Pairs(Vec<u32>),
+    pairs: Option<Vec<u32>>,
     /// For the emulation: the rounded, pair-swapped `k' × n` copy, row-major.
-    Swapped(Vec<f32>),
+    swapped: Option<Vec<f32>>,
 }
 
 impl PackedWeights {
-    /// Rounds and packs `b` (`k × n`, any strides) for the current instruction set.
+    /// Rounds and packs `b` (`k × n`, any strides) for the current instruction
+    /// set: for the instruction, the emulation, or (where the instruction is
+    /// slow and serves only products of few rows) both.
     pub fn new(b: ArrayView2<'_, f32>) -> Self {
         let (k, n) = b.dim();
         let b = MatRef::from_view(&b);
-        // SAFETY: the view is valid over its shape and strides.
-        let packed = unsafe {
-            if uses_instruction() {
-                let mut out = Vec::new();
-                operands::pack_b(b, &mut out);
-                Packed::Pairs(out)
-            } else {
-                let mut out = Vec::new();
-                operands::swapped_copy(b, Depth::Rows, &mut out);
-                Packed::Swapped(out)
-            }
-        };
-        PackedWeights { k, n, packed }
+        // SAFETY (both): the view is valid over its shape and strides.
+        let pairs = uses_instruction().then(|| unsafe {
+            let mut out = Vec::new();
+            operands::pack_b(b, &mut out);
+            out
+        });
+        let swapped = may_emulate().then(|| unsafe {
+            let mut out = Vec::new();
+            operands::swapped_copy(b, Depth::Rows, &mut out);
+            out
+        });
+        PackedWeights {
+            k,
+            n,
+            pairs,
+            swapped,
+        }
     }
 
     /// `(k, n)`: the shape of the matrix it was made from.
@@ -255,7 +275,7 @@ fn product(
         Parallelism::auto()
     };
     #[cfg(target_arch = "x86_64")]
-    if uses_instruction() {
+    if on_instruction(m) {
         with_scratch(&A_PAIRS, |a_pairs| {
             // SAFETY: the view is valid over its shape and strides.
             let a_layout = unsafe { operands::convert_a(MatRef::from_view(&a), a_pairs) };
@@ -278,8 +298,7 @@ fn product(
             let c = MatMut::from_view(&mut c);
             match b {
                 Weights::Packed(PackedWeights {
-                    packed: Packed::Pairs(pairs),
-                    ..
+                    pairs: Some(pairs), ..
                 }) => run(pairs, c),
                 Weights::Packed(w) => with_scratch(&B_PAIRS, |packed| {
                     let b = w.unpacked();
@@ -321,8 +340,7 @@ fn emulated(
         let (k2, n) = (a2.ncols(), c.ncols());
         match b {
             Weights::Packed(PackedWeights {
-                packed: Packed::Swapped(b2),
-                ..
+                swapped: Some(b2), ..
             }) => {
                 let b2 = ArrayView2::from_shape((k2, n), &b2[..]).expect("packed k' × n");
                 super::own(1.0, a2, b2, beta, c, par, epilogue);
@@ -372,15 +390,15 @@ impl PackedWeights {
     fn unpacked(&self) -> ndarray::Array2<f32> {
         let (k, n) = (self.k, self.n);
         let mut out = ndarray::Array2::zeros((k, n));
-        match &self.packed {
-            Packed::Swapped(b2) => {
+        match (&self.swapped, &self.pairs) {
+            (Some(b2), _) => {
                 for p in 0..k {
                     out.row_mut(p).assign(&ndarray::ArrayView1::from(
                         &b2[(p ^ 1) * n..(p ^ 1) * n + n],
                     ));
                 }
             }
-            Packed::Pairs(pairs) => {
+            (None, Some(pairs)) => {
                 let slivers = n.div_ceil(operands::NR);
                 let nr = operands::NR;
                 for (first, count) in operands::pair_blocks(k) {
@@ -399,6 +417,7 @@ impl PackedWeights {
                     }
                 }
             }
+            (None, None) => unreachable!("PackedWeights::new makes at least one form"),
         }
         out
     }
