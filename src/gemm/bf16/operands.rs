@@ -310,33 +310,51 @@ pub(crate) unsafe fn swapped_copy(m: MatRef, depth: Depth, out: &mut Vec<f32>) -
     let (rs, cs) = if column_major { (1, rows) } else { (cols, 1) };
     // The step each copied step comes from: 2p ↔ 2p + 1.
     let partner = |x: usize| x ^ 1;
-    if column_major {
-        for j in 0..cols {
-            let line = &mut out[j * rows..(j + 1) * rows];
+    // The copy's lines (its columns if column-major, else its rows), on rayon
+    // for a large operand; each line is written by one closure call.
+    let (lines, len) = if column_major {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
+    for_chunks(&mut out[..lines * len], len, lines * len, |l, line| {
+        let matrix = m; // the whole matrix (Sync), not its pointer field
+        if column_major {
+            let j = l;
             match depth {
                 // Column j of the copy is column j of m, its pairs swapped.
                 // SAFETY: column j of m, all its rows.
-                Depth::Rows => convert::swapped_row(unsafe { column(m, j, 0, m.rows) }, line),
+                Depth::Rows => {
+                    convert::swapped_row(unsafe { column(matrix, j, 0, matrix.rows) }, line)
+                }
                 // Column j of the copy is column partner(j) of m (or padding).
-                Depth::Columns if partner(j) < m.cols => {
-                    // SAFETY: column partner(j) of m.
-                    convert::rounded_row(unsafe { column(m, partner(j), 0, m.rows) }, line)
+                Depth::Columns if partner(j) < matrix.cols => {
+                    // SAFETY: column partner(j) of matrix.
+                    convert::rounded_row(
+                        unsafe { column(matrix, partner(j), 0, matrix.rows) },
+                        line,
+                    )
                 }
                 Depth::Columns => line.fill(0.0),
             }
-        }
-    } else {
-        for i in 0..rows {
-            let line = &mut out[i * cols..(i + 1) * cols];
-            if depth == Depth::Columns && m.cs == 1 {
-                // SAFETY: row i holds m.cols contiguous floats.
-                let src =
-                    unsafe { std::slice::from_raw_parts(m.ptr.offset(i as isize * m.rs), m.cols) };
+        } else {
+            let i = l;
+            if depth == Depth::Columns && matrix.cs == 1 {
+                // SAFETY: row i holds matrix.cols contiguous floats.
+                let src = unsafe {
+                    std::slice::from_raw_parts(
+                        matrix.ptr.offset(i as isize * matrix.rs),
+                        matrix.cols,
+                    )
+                };
                 convert::swapped_row(src, line);
-            } else if depth == Depth::Rows && m.cs == 1 && partner(i) < m.rows {
+            } else if depth == Depth::Rows && matrix.cs == 1 && partner(i) < matrix.rows {
                 // SAFETY: as above, for row partner(i).
                 let src = unsafe {
-                    std::slice::from_raw_parts(m.ptr.offset(partner(i) as isize * m.rs), m.cols)
+                    std::slice::from_raw_parts(
+                        matrix.ptr.offset(partner(i) as isize * matrix.rs),
+                        matrix.cols,
+                    )
                 };
                 convert::rounded_row(src, line);
             } else {
@@ -347,11 +365,11 @@ pub(crate) unsafe fn swapped_copy(m: MatRef, depth: Depth, out: &mut Vec<f32>) -
                         (i, partner(j))
                     };
                     // SAFETY: inside m, or padding.
-                    *v = round_to_bf16(unsafe { at_or_zero(m, si, sj) });
+                    *v = round_to_bf16(unsafe { at_or_zero(matrix, si, sj) });
                 }
             }
         }
-    }
+    });
     MatRef {
         ptr: out.as_ptr(),
         rows,
