@@ -84,7 +84,19 @@ fn product(
             };
             small::few_rows_product::<Geometry16>(&p, par);
         } else {
-            loops::packed_product::<Geometry16>(m, n, k, alpha, ar, br, beta, cm, par, epilogue);
+            loops::packed_product::<Geometry16>(
+                m,
+                n,
+                k,
+                alpha,
+                ar,
+                br,
+                beta,
+                cm,
+                par,
+                epilogue,
+                loops::Operands::F32,
+            );
         }
     }
     c
@@ -174,7 +186,19 @@ fn the_widest_geometry_reads_a_in_place_and_applies_the_epilogue_per_tile() {
     );
     // SAFETY: valid views; the stand-in runs anywhere.
     unsafe {
-        loops::packed_product::<Geometry16>(m, n, k, 1.0, ar, br, 0.0, cm, Parallelism::None, None)
+        loops::packed_product::<Geometry16>(
+            m,
+            n,
+            k,
+            1.0,
+            ar,
+            br,
+            0.0,
+            cm,
+            Parallelism::None,
+            None,
+            loops::Operands::F32,
+        )
     };
     then.rows_mut().into_iter().for_each(|mut row| {
         row.iter_mut()

@@ -18,6 +18,7 @@
 use super::MatMut;
 use super::MatRef;
 use super::epilogue::Epilogue;
+use super::pack::Packing;
 
 /// The vector operations the kernels use, for one instruction set.
 ///
@@ -91,13 +92,20 @@ pub(crate) unsafe trait Kernel: Simd {
     ///
     /// # Safety
     /// As [`super::pack::pack_a`].
-    unsafe fn pack_a(a: MatRef, mc: usize, kc: usize, out: &mut [f32]);
+    unsafe fn pack_a(a: MatRef, mc: usize, kc: usize, out: &mut [f32], packing: Packing);
 
     /// Packs sliver `t` of a `kc × nc` panel of B: see [`super::pack::pack_b_sliver`].
     ///
     /// # Safety
     /// As [`super::pack::pack_b_sliver`].
-    unsafe fn pack_b_sliver(b: MatRef, kc: usize, nc: usize, t: usize, sliver: &mut [f32]);
+    unsafe fn pack_b_sliver(
+        b: MatRef,
+        kc: usize,
+        nc: usize,
+        t: usize,
+        sliver: &mut [f32],
+        packing: Packing,
+    );
 
     /// One column block of a few-rows product: see [`super::small::column_block`].
     ///
@@ -126,14 +134,26 @@ macro_rules! kernel_entry_points {
                 unsafe { compiled(block) }
             }
 
-            unsafe fn pack_a(a: $crate::gemm::MatRef, mc: usize, kc: usize, out: &mut [f32]) {
+            unsafe fn pack_a(
+                a: $crate::gemm::MatRef,
+                mc: usize,
+                kc: usize,
+                out: &mut [f32],
+                packing: $crate::gemm::pack::Packing,
+            ) {
                 $(#[target_feature(enable = $features)])?
-                unsafe fn compiled(a: $crate::gemm::MatRef, mc: usize, kc: usize, out: &mut [f32]) {
+                unsafe fn compiled(
+                    a: $crate::gemm::MatRef,
+                    mc: usize,
+                    kc: usize,
+                    out: &mut [f32],
+                    packing: $crate::gemm::pack::Packing,
+                ) {
                     // SAFETY: as the caller guarantees.
-                    unsafe { $crate::gemm::pack::pack_a::<$isa>(a, mc, kc, out) }
+                    unsafe { $crate::gemm::pack::pack_a::<$isa>(a, mc, kc, out, packing) }
                 }
                 // SAFETY: as the caller guarantees; the CPU has the features.
-                unsafe { compiled(a, mc, kc, out) }
+                unsafe { compiled(a, mc, kc, out, packing) }
             }
 
             unsafe fn pack_b_sliver(
@@ -142,6 +162,7 @@ macro_rules! kernel_entry_points {
                 nc: usize,
                 t: usize,
                 sliver: &mut [f32],
+                packing: $crate::gemm::pack::Packing,
             ) {
                 $(#[target_feature(enable = $features)])?
                 unsafe fn compiled(
@@ -150,12 +171,15 @@ macro_rules! kernel_entry_points {
                     nc: usize,
                     t: usize,
                     sliver: &mut [f32],
+                    packing: $crate::gemm::pack::Packing,
                 ) {
                     // SAFETY: as the caller guarantees.
-                    unsafe { $crate::gemm::pack::pack_b_sliver::<$isa>(b, kc, nc, t, sliver) }
+                    unsafe {
+                        $crate::gemm::pack::pack_b_sliver::<$isa>(b, kc, nc, t, sliver, packing)
+                    }
                 }
                 // SAFETY: as the caller guarantees; the CPU has the features.
-                unsafe { compiled(b, kc, nc, t, sliver) }
+                unsafe { compiled(b, kc, nc, t, sliver, packing) }
             }
 
             unsafe fn small_block(block: &$crate::gemm::kernel::SmallBlock<'_>, j0: usize) {

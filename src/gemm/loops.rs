@@ -30,7 +30,25 @@ use std::thread::LocalKey;
 use rayon::prelude::*;
 
 use super::kernel::{self, ASlivers, Kernel, MAX_TILE, MacroBlock};
+use super::pack::Packing;
 use super::{Epilogue, MatMut, MatRef, Parallelism};
+
+/// How [`packed_product`] packs each operand: copies for the `f32` products,
+/// rounded to bf16 with the pairs of steps swapped for the emulated bf16 ones
+/// (see [`Packing`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operands {
+    pub a: Packing,
+    pub b: Packing,
+}
+
+impl Operands {
+    /// Both operands copied as they are: the `f32` products.
+    pub(crate) const F32: Operands = Operands {
+        a: Packing::Copy,
+        b: Packing::Copy,
+    };
+}
 
 /// Depth of a packed block (`k` per pass): an A sliver (`MR·KC`) and a B sliver
 /// (`NR·KC`) together stay well inside L1.
@@ -118,11 +136,14 @@ pub fn reserve_buffers() {
 }
 
 /// `C ← α·A·B + β·C` by the five loops with kernel `K`, then `epilogue` on each
-/// tile of C once its last block of `k` is in.
+/// tile of C once its last block of `k` is in; the operands packed as
+/// `operands` says.
 ///
 /// # Safety
 /// `a` (`m × k`), `b` (`k × n`) and `c` (`m × n`) must be valid, `c` must not
-/// alias them, and the CPU must run `K` (the dispatcher's choice).
+/// alias them, and the CPU must run `K` (the dispatcher's choice). An operand
+/// packed with [`Packing::Bf16Swapped`] may have one step fewer than `k`
+/// (which must then be even): the padding.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn packed_product<K: Kernel>(
     m: usize,
@@ -135,17 +156,19 @@ pub(crate) unsafe fn packed_product<K: Kernel>(
     c: MatMut,
     par: Parallelism,
     epilogue: Option<&Epilogue<'_>>,
+    operands: Operands,
 ) {
     let threads = par.threads();
     // Loop 3's blocks: a multiple of the thread count (3 blocks of MC on 2
     // threads would leave one idle a third of the time; 4 smaller ones do not).
     let row_blocks = RowBlocks::new::<K>(m, threads);
     let blocks_m = row_blocks.count;
-    let a_in_place = match (a.rs, a.cs) {
-        (1, step) => lines_spread_over_caches(step, K::MR),
-        (row, 1) => lines_spread_over_caches(row, K::MR),
-        _ => false,
-    };
+    let a_in_place = operands.a == Packing::Copy
+        && match (a.rs, a.cs) {
+            (1, step) => lines_spread_over_caches(step, K::MR),
+            (row, 1) => lines_spread_over_caches(row, K::MR),
+            _ => false,
+        };
 
     // Loop 5: column panels of B and C.
     for jc in (0..n).step_by(K::NC) {
@@ -183,6 +206,7 @@ pub(crate) unsafe fn packed_product<K: Kernel>(
                             nc,
                             &mut packed_b[at..at + kc * panel],
                             parallel_pack,
+                            operands.b,
                         )
                     };
                 }
@@ -205,7 +229,7 @@ pub(crate) unsafe fn packed_product<K: Kernel>(
                                     ASlivers::in_place(block, K::MR)
                                 } else {
                                     let packed_a = &mut packed_a[..rows * kc];
-                                    K::pack_a(block, mc, kc, packed_a);
+                                    K::pack_a(block, mc, kc, packed_a, operands.a);
                                     ASlivers::packed(packed_a, K::MR, kc)
                                 };
                                 K::macro_kernel(&MacroBlock {

@@ -287,7 +287,7 @@ pub(crate) fn own(
             let product = kernel::SmallBlock { m, n, k, alpha, a, b, beta, c, epilogue };
             small::few_rows_product::<K>(&product, par);
         } else {
-            loops::packed_product::<K>(m, n, k, alpha, a, b, beta, c, par, epilogue);
+            loops::packed_product::<K>(m, n, k, alpha, a, b, beta, c, par, epilogue, loops::Operands::F32);
         }
     })
 }

@@ -9,27 +9,91 @@
 use rayon::prelude::*;
 
 use super::MatRef;
+use super::bf16::round_to_bf16;
 use super::kernel::Kernel;
 
+/// What packing does to the values it copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Packing {
+    /// Copies them.
+    Copy,
+    /// For the emulated bf16 products ([`super::bf16`]): rounds them to bf16
+    /// and swaps the two steps of every pair of `k` (`2p ↔ 2p + 1`), so that the
+    /// `f32` kernel adds the odd step first, as `VDPBF16PS` does. A block's
+    /// steps past the source's last (`k` padded to even) are zeros. Blocks start
+    /// at even steps, so their pairs are the product's pairs.
+    Bf16Swapped,
+}
+
+impl Packing {
+    /// The destination of source step `p` is step `p ^ swap`.
+    #[inline(always)]
+    fn swap(self) -> usize {
+        match self {
+            Packing::Copy => 0,
+            Packing::Bf16Swapped => 1,
+        }
+    }
+
+    /// Finishes a sliver `width` wide into whose `kc` steps the first `steps`
+    /// source steps were copied (step `p` to step `p ^ swap`): zeros the steps
+    /// that received none and, for [`Packing::Bf16Swapped`] (where `kc` is
+    /// even), rounds every value to bf16.
+    #[inline(always)]
+    fn finish(self, sliver: &mut [f32], width: usize, steps: usize, kc: usize) {
+        let mut from = steps;
+        if self.swap() == 1 && !steps.is_multiple_of(2) {
+            // The last source step went to `steps`, its partner's place.
+            sliver[(steps - 1) * width..steps * width].fill(0.0);
+            from = steps + 1;
+        }
+        sliver[from * width..kc * width].fill(0.0);
+        if self == Packing::Bf16Swapped {
+            debug_assert!(kc.is_multiple_of(2), "the bf16 products pad k to even");
+            for v in &mut sliver[..kc * width] {
+                *v = round_to_bf16(*v);
+            }
+        }
+    }
+
+    /// How many of a block's `kc` steps come from a source with `available`
+    /// steps left.
+    #[inline(always)]
+    fn steps(self, kc: usize, available: usize) -> usize {
+        debug_assert!(self == Packing::Bf16Swapped || available >= kc);
+        kc.min(available)
+    }
+}
+
 /// Packs rows `[0, mc)` × columns `[0, kc)` of `a` into `out` (at least
-/// `⌈mc/MR⌉·MR·kc` floats). Compiled per instruction set in [`Kernel::pack_a`].
+/// `⌈mc/MR⌉·MR·kc` floats), as `packing` says. Compiled per instruction set in
+/// [`Kernel::pack_a`].
 ///
 /// # Safety
-/// `a` must be readable over `mc × kc` elements; the CPU must run `K`.
+/// `a` must be readable over `mc × kc` elements (or its columns, if fewer, with
+/// [`Packing::Bf16Swapped`]); the CPU must run `K`.
 #[inline(always)]
-pub(crate) unsafe fn pack_a<K: Kernel>(a: MatRef, mc: usize, kc: usize, out: &mut [f32]) {
+pub(crate) unsafe fn pack_a<K: Kernel>(
+    a: MatRef,
+    mc: usize,
+    kc: usize,
+    out: &mut [f32],
+    packing: Packing,
+) {
+    let steps = packing.steps(kc, a.cols);
     for (s, sliver) in out
         .chunks_exact_mut(K::MR * kc)
         .take(mc.div_ceil(K::MR))
         .enumerate()
     {
         let i0 = s * K::MR;
-        // SAFETY: rows i0..i0 + MR.min(mc - i0), columns 0..kc lie inside a.
+        // SAFETY: rows i0..i0 + MR.min(mc - i0), columns 0..steps lie inside a.
         unsafe {
             let src = a.ptr.offset(i0 as isize * a.rs);
             let rows = K::MR.min(mc - i0);
-            pack_sliver::<K>(K::MR, src, a.cs, a.rs, rows, kc, sliver);
+            pack_sliver::<K>(K::MR, src, a.cs, a.rs, rows, steps, packing.swap(), sliver);
         }
+        packing.finish(sliver, K::MR, steps, kc);
     }
 }
 
@@ -44,22 +108,23 @@ pub(crate) unsafe fn pack_b<K: Kernel>(
     nc: usize,
     out: &mut [f32],
     parallel: bool,
+    packing: Packing,
 ) {
     let out = &mut out[..nc.div_ceil(K::NR) * K::NR * kc];
     // SAFETY (both arms): sliver t covers columns t·NR.. of b, inside nc.
     if parallel {
         out.par_chunks_exact_mut(K::NR * kc)
             .enumerate()
-            .for_each(|(t, sliver)| unsafe { K::pack_b_sliver(b, kc, nc, t, sliver) });
+            .for_each(|(t, sliver)| unsafe { K::pack_b_sliver(b, kc, nc, t, sliver, packing) });
     } else {
         for (t, sliver) in out.chunks_exact_mut(K::NR * kc).enumerate() {
-            unsafe { K::pack_b_sliver(b, kc, nc, t, sliver) };
+            unsafe { K::pack_b_sliver(b, kc, nc, t, sliver, packing) };
         }
     }
 }
 
-/// Packs sliver `t` (columns `t·NR..`) of a `kc × nc` panel of `b`. Compiled
-/// per instruction set in [`Kernel::pack_b_sliver`].
+/// Packs sliver `t` (columns `t·NR..`) of a `kc × nc` panel of `b`, as
+/// `packing` says. Compiled per instruction set in [`Kernel::pack_b_sliver`].
 ///
 /// # Safety
 /// As [`pack_b`]; the CPU must run `K`.
@@ -70,13 +135,25 @@ pub(crate) unsafe fn pack_b_sliver<K: Kernel>(
     nc: usize,
     t: usize,
     sliver: &mut [f32],
+    packing: Packing,
 ) {
     let j0 = t * K::NR;
-    // SAFETY: rows 0..kc, columns j0..j0 + NR.min(nc - j0) lie inside b.
+    let steps = packing.steps(kc, b.rows);
+    // SAFETY: rows 0..steps, columns j0..j0 + NR.min(nc - j0) lie inside b.
     unsafe {
         let src = b.ptr.offset(j0 as isize * b.cs);
-        pack_sliver::<K>(K::NR, src, b.rs, b.cs, K::NR.min(nc - j0), kc, sliver);
+        pack_sliver::<K>(
+            K::NR,
+            src,
+            b.rs,
+            b.cs,
+            K::NR.min(nc - j0),
+            steps,
+            packing.swap(),
+            sliver,
+        );
     }
+    packing.finish(sliver, K::NR, steps, kc);
 }
 
 /// [`pack_sliver_of`] for a sliver `width` wide: a tile dimension of one of the
@@ -85,6 +162,7 @@ pub(crate) unsafe fn pack_b_sliver<K: Kernel>(
 /// # Safety
 /// As [`pack_sliver_of`].
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn pack_sliver<K: Kernel>(
     width: usize,
     src: *const f32,
@@ -92,13 +170,14 @@ unsafe fn pack_sliver<K: Kernel>(
     across: isize,
     count: usize,
     kc: usize,
+    swap: usize,
     sliver: &mut [f32],
 ) {
     macro_rules! widths {
         ($($w:literal)*) => {
             match width {
                 // SAFETY (every arm): as the caller guarantees.
-                $($w => unsafe { pack_sliver_of::<K, $w>(src, step, across, count, kc, sliver) },)*
+                $($w => unsafe { pack_sliver_of::<K, $w>(src, step, across, count, kc, swap, sliver) },)*
                 _ => unreachable!("no kernel has tiles {width} wide"),
             }
         };
@@ -108,7 +187,9 @@ unsafe fn pack_sliver<K: Kernel>(
 
 /// Packs one sliver `W` wide: `kc` steps (`step` apart in the source) of `count`
 /// values (`across` apart), each step's values contiguous in `sliver` and
-/// zero-padded to `W`.
+/// zero-padded to `W`; source step `p` becomes step `p ^ swap` (`swap` is 0,
+/// or 1 for the bf16 emulation's swapped pairs, with `kc` even or the caller
+/// filling the hole).
 ///
 /// A slice of A's rows is such a sliver with `step` = A's column stride, a slice
 /// of B's columns with `step` = B's row stride. When the values of a step are
@@ -124,10 +205,16 @@ unsafe fn pack_sliver_of<K: Kernel, const W: usize>(
     across: isize,
     count: usize,
     kc: usize,
+    swap: usize,
     sliver: &mut [f32],
 ) {
     if across == 1 {
-        for (p, dst) in sliver.chunks_exact_mut(W).take(kc).enumerate() {
+        let last = (kc - 1) | swap;
+        for (d, dst) in sliver.chunks_exact_mut(W).take(last + 1).enumerate() {
+            let p = d ^ swap;
+            if p >= kc {
+                continue; // the hole the caller fills
+            }
             // SAFETY: `count` contiguous values of step p.
             let values = unsafe { src.offset(p as isize * step) };
             if count == W {
@@ -143,13 +230,13 @@ unsafe fn pack_sliver_of<K: Kernel, const W: usize>(
         // The same call with the line count a constant (the common case of a
         // full sliver), so that the compiler unrolls the blocks of lines.
         // SAFETY: W lines of `kc` values, as the caller guarantees.
-        unsafe { transpose_rows::<K, W>(src, across, step, W, kc, sliver) };
+        unsafe { transpose_rows::<K, W>(src, across, step, W, kc, swap, sliver) };
     } else {
         // SAFETY: `count` lines of `kc` values, as the caller guarantees.
-        unsafe { transpose_rows::<K, W>(src, across, step, count, kc, sliver) };
+        unsafe { transpose_rows::<K, W>(src, across, step, count, kc, swap, sliver) };
     }
     if count < W {
-        for dst in sliver.chunks_exact_mut(W).take(kc) {
+        for dst in sliver.chunks_exact_mut(W).take(kc + (kc & swap)) {
             dst[count..].fill(0.0);
         }
     }
@@ -157,7 +244,7 @@ unsafe fn pack_sliver_of<K: Kernel, const W: usize>(
 
 /// Writes `lines` strided sequences of `len` values (line `i` starts at
 /// `src + i·line_stride`, its values `step` apart) transposed into `out`:
-/// value `p` of line `i` goes to `out[p·W + i]`.
+/// value `p` of line `i` goes to `out[(p ^ swap)·W + i]`.
 ///
 /// Contiguous lines (`step` 1: rows of a row-major matrix) go through 8 × 8
 /// register transposes ([`super::kernel::Simd::transpose8`]), eight steps of every line at a time, so that `out` is
@@ -172,12 +259,14 @@ unsafe fn transpose_rows<K: Kernel, const W: usize>(
     step: isize,
     lines: usize,
     len: usize,
+    swap: usize,
     out: &mut [f32],
 ) {
-    let out = &mut out[..len * W];
+    let out = &mut out[..(len + (len & swap)) * W];
     let dst = out.as_mut_ptr();
     // SAFETY (whole body): line i < lines, value p < len, as the caller
-    // guarantees; every write is at step p < len, lane i < lines ≤ W of `out`.
+    // guarantees; every write is at step p ^ swap ≤ len (len itself only when
+    // it is odd and swap 1, where `out` holds that step), lane i < lines ≤ W.
     unsafe {
         let at = |i: usize, p: usize| src.offset(i as isize * line_stride + p as isize * step);
         let vector_steps = if step == 1 { len / 8 * 8 } else { 0 };
@@ -186,7 +275,7 @@ unsafe fn transpose_rows<K: Kernel, const W: usize>(
                 let count = 8.min(lines - i0);
                 let columns = K::transpose8(at(i0, p0), line_stride, count);
                 for (q, c) in columns.iter().enumerate() {
-                    let to = dst.add((p0 + q) * W + i0);
+                    let to = dst.add(((p0 + q) ^ swap) * W + i0);
                     match count {
                         8 => to.cast::<[f32; 8]>().write_unaligned(*c),
                         4 => to
@@ -199,7 +288,7 @@ unsafe fn transpose_rows<K: Kernel, const W: usize>(
         }
         for i in 0..lines {
             for p in vector_steps..len {
-                *dst.add(p * W + i) = *at(i, p);
+                *dst.add((p ^ swap) * W + i) = *at(i, p);
             }
         }
     }

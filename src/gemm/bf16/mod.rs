@@ -57,11 +57,15 @@ use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 pub use instruction::{dot_pair, dot_pairs_instruction};
 pub use round::{FLUSH_BELOW, from_bf16, round_to_bf16, to_bf16};
 
+use super::loops::{Operands, packed_product};
+use super::pack::Packing;
+use super::small::SMALL_M;
 use super::{
     Epilogue, Isa, MatMut, MatRef, PARALLEL_THRESHOLD, Parallelism, check_bias, check_shapes,
+    with_kernel,
 };
 use crate::error::{Error, Result};
-use operands::Depth;
+use operands::{Depth, padded_depth};
 
 /// Whether bf16 products may run on `VDPBF16PS` now ([`Isa::Avx512Bf16`] in
 /// use), rather than emulated: all of them, or, on a CPU where the instruction
@@ -318,16 +322,52 @@ fn product(
     emulated(a, b, accumulate, c, par, epilogue);
 }
 
-/// The emulation: an `f32` product of rounded, pair-swapped copies.
+/// The emulation: an `f32` product of the operands rounded to bf16, with the
+/// two steps of every pair swapped. Beyond a few rows the `f32` kernel's
+/// packing rounds and swaps them as it packs ([`Packing::Bf16Swapped`]);
+/// otherwise (the few-rows kernel reads its operands where they are) the product
+/// runs on rounded, pair-swapped copies.
 fn emulated(
     a: ArrayView2<'_, f32>,
     b: Weights<'_>,
     accumulate: bool,
-    c: ArrayViewMut2<'_, f32>,
+    mut c: ArrayViewMut2<'_, f32>,
     par: Parallelism,
     epilogue: Option<&Epilogue<'_>>,
 ) {
     let beta = if accumulate { 1.0 } else { 0.0 };
+    let (m, k) = a.dim();
+    if m > SMALL_M {
+        let n = c.ncols();
+        let packed;
+        let (b, b_packing) = match b {
+            Weights::View(b) => (MatRef::from_view(&b), Packing::Bf16Swapped),
+            Weights::Packed(PackedWeights {
+                swapped: Some(b2), ..
+            }) => (
+                MatRef::from_view(
+                    &ArrayView2::from_shape((padded_depth(k), n), &b2[..]).expect("packed k' × n"),
+                ),
+                Packing::Copy,
+            ),
+            Weights::Packed(w) => {
+                packed = w.unpacked();
+                (MatRef::from_view(&packed.view()), Packing::Bf16Swapped)
+            }
+        };
+        let operands = Operands {
+            a: Packing::Bf16Swapped,
+            b: b_packing,
+        };
+        let (a, c) = (MatRef::from_view(&a), MatMut::from_view(&mut c));
+        // SAFETY: the operands are valid for their shapes and borrowed for
+        // the call, C aliases neither; the kernel is one this CPU runs. A (and
+        // B unless already swapped) have k ≤ k' steps, padded as they are packed.
+        with_kernel!(K => unsafe {
+            packed_product::<K>(m, n, padded_depth(k), 1.0, a, b, beta, c, par, epilogue, operands)
+        });
+        return;
+    }
     with_scratch(&A_SWAPPED, |a_buf| {
         // SAFETY: the view is valid; the copy lives in `a_buf` for the call.
         let a2 = unsafe {

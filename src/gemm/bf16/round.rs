@@ -39,14 +39,17 @@ const FLUSH_EXPONENT: u16 = 127 - 56;
 #[inline(always)]
 pub fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
-    if x.is_nan() {
-        return (bits >> 16) as u16 | 0x0040;
-    }
     // Adding 0x7fff plus the kept part's lowest bit rounds the dropped half to
     // nearest, ties to even; a carry out of the mantissa moves the exponent up
-    // (to infinity past the largest finite value), as it should.
-    let rounded = bits + 0x7fff + ((bits >> 16) & 1);
-    let half = (rounded >> 16) as u16;
+    // (to infinity past the largest finite value), as it should. (Only a NaN
+    // can wrap around, and its result is not used.)
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1));
+    // Selects rather than an early return, so that loops of it vectorise.
+    let half = if x.is_nan() {
+        (bits >> 16) as u16 | 0x0040
+    } else {
+        (rounded >> 16) as u16
+    };
     if half & 0x7f80 < FLUSH_EXPONENT << 7 {
         half & 0x8000
     } else {
@@ -111,6 +114,9 @@ mod tests {
         assert_eq!(round_to_bf16(f32::NEG_INFINITY), f32::NEG_INFINITY);
         assert_eq!(to_bf16(f32::from_bits(0x7f80_0001)), 0x7fc0);
         assert_eq!(to_bf16(f32::from_bits(0xffc1_2345)), 0xffc1);
+        // The NaNs whose rounding would wrap around stay themselves.
+        assert_eq!(to_bf16(f32::from_bits(0xffff_ffff)), 0xffff);
+        assert_eq!(to_bf16(f32::from_bits(0x7fff_8000)), 0x7fff);
         assert_eq!(round_to_bf16(FLUSH_BELOW), FLUSH_BELOW);
         assert_eq!(round_to_bf16(FLUSH_BELOW * 0.99), 0.0);
         assert_eq!(round_to_bf16(f32::from_bits(1)).to_bits(), 0);
