@@ -16,10 +16,14 @@
 //! `k` are those of the `f32` kernel.
 //!
 //! - On [`Isa::Avx512Bf16`] (Zen 4, Cooper Lake, Sapphire Rapids) the products
-//!   run on that instruction: 32 multiply-adds each, twice the `f32` rate.
+//!   run on that instruction: 32 multiply-adds each, twice the `f32` rate on
+//!   AMD's cores. Intel's issue it at half that rate
+//!   ([`super::bf16_instruction_is_slow`]); there only products of fewer than
+//!   [`FEW_ROWS`] rows use it, and the others are emulated, which is faster.
 //! - On every other level the same sums run as an `f32` product of operands
 //!   rounded to bf16, with the two steps of each pair swapped so that the odd
-//!   one is added first: the emulation. Because the flush keeps every partial
+//!   one is added first: the emulation. The `f32` kernel rounds and swaps as it
+//!   packs its blocks. Because the flush keeps every partial
 //!   sum away from the denormal range, plain fused multiply-adds are exact
 //!   there (see [`mod@round`]); so both paths give the same bits, which the
 //!   tests check on this crate's own kernels at every level.
