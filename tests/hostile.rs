@@ -282,12 +282,11 @@ fn hostile_headers_are_refused_in_small_memory() {
         message(model::load(&st).map(drop)),
         "not a feedforward model: the safetensors header length field says 4611686018427387904 bytes, but the file holds 8 after it; truncated or foreign file?"
     );
+    // The member is read one byte past its shape's data, not inflated whole
+    // to count the rest.
     assert_eq!(
         message(read_dataset(&bomb, &ReadOptions::default()).map(drop)),
-        format!(
-            "x: shape [3, 4] of <f4 needs 48 bytes of data, found {}",
-            48 + (64 << 20)
-        )
+        "x: shape [3, 4] of <f4 needs 48 bytes of data, found more"
     );
     if let (Some(before), Some(after)) = (before, peak_rss()) {
         let grown = after.saturating_sub(before);

@@ -231,9 +231,19 @@ fn read_from(r: &mut dyn Read, stored: Option<u64>) -> std::result::Result<NpyAr
             return Err(short(done));
         }
     }
-    let extra = std::io::copy(r, &mut std::io::sink()).map_err(io)?;
-    if extra > 0 {
-        return Err(short(needed.saturating_add(extra as usize)));
+    // Data past the shape. A plain file's size says how much; a stream (gzip,
+    // a zip member) is read one byte further and no more, so that a member
+    // inflating to gigabytes behind a small shape costs no time either.
+    match available {
+        Some(available) if available > needed as u64 => return Err(short(available as usize)),
+        Some(_) => {}
+        None => {
+            if read_full(r, &mut [0u8; 1]).map_err(io)? > 0 {
+                return Err(format!(
+                    "shape {shape:?} of {descr} needs {needed} bytes of data, found more"
+                ));
+            }
+        }
     }
     if fortran && shape.len() >= 2 {
         // Column-major: reverse the axes' order to get row-major.
@@ -357,14 +367,22 @@ mod tests {
     }
 
     /// Reads `bytes` as a stream of unknown length and as a file of known
-    /// length; both must give the same answer.
+    /// length; both must give the same answer (but for data past the shape,
+    /// which only the file can count).
     fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         let streamed = read_from(&mut &bytes[..], None);
         let stored = read_from(&mut &bytes[..], Some(bytes.len() as u64));
-        assert_eq!(
-            streamed.as_ref().map(|a| (&a.shape, &a.data)),
-            stored.as_ref().map(|a| (&a.shape, &a.data))
-        );
+        match (&streamed, &stored) {
+            (Ok(a), Ok(b)) => assert_eq!((&a.shape, &a.data), (&b.shape, &b.data)),
+            (Err(a), Err(b)) => {
+                let counted = b.rsplit_once(", found ").map(|(head, _)| head);
+                assert!(
+                    a == b || a.strip_suffix(", found more") == counted,
+                    "streamed: {a}; stored: {b}"
+                );
+            }
+            _ => panic!("streamed and stored disagree: {streamed:?} / {stored:?}"),
+        }
         stored
     }
 
@@ -399,6 +417,8 @@ mod tests {
         assert!(parse(b"PK\x03\x04 not npy").unwrap_err().contains("magic"));
         let e = parse(&npy("<f4", "(2, 3)", false, &[0; 30])).unwrap_err();
         assert!(e.contains("needs 24 bytes of data, found 30"), "{e}");
+        let e = read_from(&mut &npy("<f4", "(2, 3)", false, &[0; 25])[..], None).unwrap_err();
+        assert!(e.ends_with("needs 24 bytes of data, found more"), "{e}");
         let e = parse(&b"\x93NUMPY\x01\x00\x40\x00{'descr'"[..]).unwrap_err();
         assert!(e.contains("truncated header"), "{e}");
     }
