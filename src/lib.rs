@@ -36,8 +36,9 @@
 //!   time ([`gemm::isa`]); features `openblas`, `blis` (or `blas` with a
 //!   provider of your choice through `blas-src`): `cblas_sgemm`.
 //! - [`Precision`]: `f32`, or bf16 operands with `f32` sums ([`gemm::bf16`]: on
-//!   `VDPBF16PS` where the CPU has AVX512-BF16, emulated to the same bits
-//!   elsewhere), for training and for inference ([`Network::predictor`]).
+//!   `VDPBF16PS` where the CPU has AVX512-BF16 and it is the faster path,
+//!   emulated to the same bits elsewhere), for training and for inference
+//!   ([`Network::predictor`]).
 //! - [`io`]: data sets from CSV, IDX (MNIST) and NPY/NPZ files, and model files
 //!   ([`io::model`], safetensors) written atomically; [`Standardizer`] for inputs.
 //! - [`train`]: the [`train::Trainer`] (epochs, validation, callbacks, early
