@@ -293,3 +293,132 @@ unsafe fn transpose_rows<K: Kernel, const W: usize>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::portable::Portable;
+
+    /// Awkward values: ties of bf16 rounding, tiny ones that flush, signs.
+    fn value(i: usize, j: usize) -> f32 {
+        match (i * 7 + j * 3) % 5 {
+            0 => 1.0 + 1.0 / 256.0,
+            1 => -3.0e-18,
+            2 => (i as f32 - j as f32) / 3.0,
+            3 => 0.0,
+            _ => 1.0e6 / (1 + i + j) as f32,
+        }
+    }
+
+    /// A `rows × cols` matrix of [`value`]s, row-major or column-major.
+    fn matrix(rows: usize, cols: usize, column_major: bool) -> (Vec<f32>, isize, isize) {
+        let mut data = vec![0.0; rows * cols];
+        let (rs, cs) = if column_major {
+            (1, rows as isize)
+        } else {
+            (cols as isize, 1)
+        };
+        for i in 0..rows {
+            for j in 0..cols {
+                data[(i as isize * rs + j as isize * cs) as usize] = value(i, j);
+            }
+        }
+        (data, rs, cs)
+    }
+
+    /// What a packed sliver holds at step `d`, lane `lane`, for a source whose
+    /// values along `k` are `at(p)` for `p < steps`: with the bf16 packing, the
+    /// partner step's value rounded (zero past the source), else the value.
+    fn expected(packing: Packing, d: usize, steps: usize, at: impl Fn(usize) -> f32) -> f32 {
+        let p = d ^ packing.swap();
+        if p < steps {
+            match packing {
+                Packing::Copy => at(p),
+                Packing::Bf16Swapped => round_to_bf16(at(p)),
+            }
+        } else {
+            0.0
+        }
+    }
+
+    /// `pack_a` and `pack_b_sliver`, on both layouts, full and partial slivers,
+    /// and an odd number of source steps in an even block (the padding of `k`).
+    #[test]
+    fn bf16_packing_rounds_swaps_and_pads() {
+        let cases = [
+            (12, 7, 8),
+            (5, 8, 8),
+            (13, 255, 256),
+            (3, 1, 2),
+            (4, 16, 16),
+        ];
+        for (lines, steps, kc) in cases {
+            for column_major in [false, true] {
+                for packing in [Packing::Copy, Packing::Bf16Swapped] {
+                    if packing == Packing::Copy && steps != kc {
+                        continue; // the f32 products never pad
+                    }
+                    // A: `lines` rows, `steps` columns.
+                    let (data, rs, cs) = matrix(lines, steps, column_major);
+                    let a = MatRef {
+                        ptr: data.as_ptr(),
+                        rows: lines,
+                        cols: steps,
+                        rs,
+                        cs,
+                    };
+                    let mr = <Portable as Kernel>::MR;
+                    let mut out = vec![f32::NAN; lines.div_ceil(mr) * mr * kc];
+                    // SAFETY: `a` covers its data; the portable kernel runs anywhere.
+                    unsafe { pack_a::<Portable>(a, lines, kc, &mut out, packing) };
+                    for (s, sliver) in out.chunks_exact(mr * kc).enumerate() {
+                        for d in 0..kc {
+                            for lane in 0..mr {
+                                let i = s * mr + lane;
+                                let want = if i < lines {
+                                    expected(packing, d, steps, |p| value(i, p))
+                                } else {
+                                    0.0
+                                };
+                                let got = sliver[d * mr + lane];
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "A {lines}×{steps} in {kc}, col-major {column_major}, {packing:?}: step {d}, row {i}"
+                                );
+                            }
+                        }
+                    }
+                    // B: `steps` rows, `lines` columns.
+                    let (data, rs, cs) = matrix(steps, lines, column_major);
+                    let b = MatRef {
+                        ptr: data.as_ptr(),
+                        rows: steps,
+                        cols: lines,
+                        rs,
+                        cs,
+                    };
+                    let nr = <Portable as Kernel>::NR;
+                    let mut sliver = vec![f32::NAN; nr * kc];
+                    // SAFETY: as above.
+                    unsafe { pack_b_sliver::<Portable>(b, kc, lines, 0, &mut sliver, packing) };
+                    for d in 0..kc {
+                        for j in 0..nr {
+                            let want = if j < lines {
+                                expected(packing, d, steps, |p| value(p, j))
+                            } else {
+                                0.0
+                            };
+                            let got = sliver[d * nr + j];
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "B {steps}×{lines} in {kc}, col-major {column_major}, {packing:?}: step {d}, column {j}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
