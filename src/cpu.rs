@@ -215,17 +215,15 @@ pub fn isa() -> Isa {
     if let Some(isa) = Isa::from_code(CHOSEN.load(Ordering::Relaxed)) {
         return isa;
     }
-    let chosen = match std::env::var(ISA_VARIABLE)
+    let wanted = std::env::var(ISA_VARIABLE)
         .ok()
         .and_then(|v| Isa::from_name(&v))
-    {
-        Some(wanted) => Isa::ALL
-            .into_iter()
-            .rev()
-            .find(|i| *i <= wanted && i.is_supported())
-            .unwrap_or(Isa::Portable),
-        None => Isa::best(),
-    };
+        .unwrap_or(Isa::Avx512Bf16);
+    let chosen = Isa::ALL
+        .into_iter()
+        .rev()
+        .find(|i| *i <= wanted && i.is_supported())
+        .unwrap_or(Isa::Portable);
     // Two threads may race here; they choose the same level.
     CHOSEN.store(chosen.code(), Ordering::Relaxed);
     chosen

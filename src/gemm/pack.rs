@@ -341,6 +341,34 @@ mod tests {
         }
     }
 
+    /// Checks a packed sliver against [`expected`]. `layout` is (width, first
+    /// line, lines, kc, steps): lane `l` holds line `first + l` (zeros past
+    /// `lines`), whose value at source step `p` is `at(line, p)`.
+    fn check_sliver(
+        sliver: &[f32],
+        (width, first, lines, kc, steps): (usize, usize, usize, usize, usize),
+        packing: Packing,
+        at: impl Fn(usize, usize) -> f32,
+        what: &str,
+    ) {
+        for d in 0..kc {
+            for lane in 0..width {
+                let line = first + lane;
+                let want = if line < lines {
+                    expected(packing, d, steps, |p| at(line, p))
+                } else {
+                    0.0
+                };
+                let got = sliver[d * width + lane];
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{what}: step {d}, line {line}"
+                );
+            }
+        }
+    }
+
     /// `pack_a` and `pack_b_sliver`, on both layouts, full and partial slivers,
     /// and an odd number of source steps in an even block (the padding of `k`).
     #[test]
@@ -371,23 +399,11 @@ mod tests {
                     let mut out = vec![f32::NAN; lines.div_ceil(mr) * mr * kc];
                     // SAFETY: `a` covers its data; the portable kernel runs anywhere.
                     unsafe { pack_a::<Portable>(a, lines, kc, &mut out, packing) };
+                    let what =
+                        format!("A {lines}×{steps} in {kc}, col-major {column_major}, {packing:?}");
                     for (s, sliver) in out.chunks_exact(mr * kc).enumerate() {
-                        for d in 0..kc {
-                            for lane in 0..mr {
-                                let i = s * mr + lane;
-                                let want = if i < lines {
-                                    expected(packing, d, steps, |p| value(i, p))
-                                } else {
-                                    0.0
-                                };
-                                let got = sliver[d * mr + lane];
-                                assert_eq!(
-                                    got.to_bits(),
-                                    want.to_bits(),
-                                    "A {lines}×{steps} in {kc}, col-major {column_major}, {packing:?}: step {d}, row {i}"
-                                );
-                            }
-                        }
+                        let layout = (mr, s * mr, lines, kc, steps);
+                        check_sliver(sliver, layout, packing, value, &what);
                     }
                     // B: `steps` rows, `lines` columns.
                     let (data, rs, cs) = matrix(steps, lines, column_major);
@@ -402,21 +418,10 @@ mod tests {
                     let mut sliver = vec![f32::NAN; nr * kc];
                     // SAFETY: as above.
                     unsafe { pack_b_sliver::<Portable>(b, kc, lines, 0, &mut sliver, packing) };
-                    for d in 0..kc {
-                        for j in 0..nr {
-                            let want = if j < lines {
-                                expected(packing, d, steps, |p| value(p, j))
-                            } else {
-                                0.0
-                            };
-                            let got = sliver[d * nr + j];
-                            assert_eq!(
-                                got.to_bits(),
-                                want.to_bits(),
-                                "B {steps}×{lines} in {kc}, col-major {column_major}, {packing:?}: step {d}, column {j}"
-                            );
-                        }
-                    }
+                    let what =
+                        format!("B {steps}×{lines} in {kc}, col-major {column_major}, {packing:?}");
+                    let layout = (nr, 0, lines, kc, steps);
+                    check_sliver(&sliver, layout, packing, |j, p| value(p, j), &what);
                 }
             }
         }
