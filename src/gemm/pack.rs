@@ -310,8 +310,9 @@ mod tests {
         }
     }
 
-    /// A `rows × cols` matrix of [`value`]s, row-major or column-major.
-    fn matrix(rows: usize, cols: usize, column_major: bool) -> (Vec<f32>, isize, isize) {
+    /// A `rows × cols` matrix of [`value`]s, row-major or column-major, and a
+    /// view of it (valid while the returned data lives).
+    fn matrix(rows: usize, cols: usize, column_major: bool) -> (Vec<f32>, MatRef) {
         let mut data = vec![0.0; rows * cols];
         let (rs, cs) = if column_major {
             (1, rows as isize)
@@ -323,7 +324,14 @@ mod tests {
                 data[(i as isize * rs + j as isize * cs) as usize] = value(i, j);
             }
         }
-        (data, rs, cs)
+        let view = MatRef {
+            ptr: data.as_ptr(),
+            rows,
+            cols,
+            rs,
+            cs,
+        };
+        (data, view)
     }
 
     /// What a packed sliver holds at step `d`, lane `lane`, for a source whose
@@ -387,14 +395,7 @@ mod tests {
                         continue; // the f32 products never pad
                     }
                     // A: `lines` rows, `steps` columns.
-                    let (data, rs, cs) = matrix(lines, steps, column_major);
-                    let a = MatRef {
-                        ptr: data.as_ptr(),
-                        rows: lines,
-                        cols: steps,
-                        rs,
-                        cs,
-                    };
+                    let (_data, a) = matrix(lines, steps, column_major);
                     let mr = <Portable as Kernel>::MR;
                     let mut out = vec![f32::NAN; lines.div_ceil(mr) * mr * kc];
                     // SAFETY: `a` covers its data; the portable kernel runs anywhere.
@@ -406,14 +407,7 @@ mod tests {
                         check_sliver(sliver, layout, packing, value, &what);
                     }
                     // B: `steps` rows, `lines` columns.
-                    let (data, rs, cs) = matrix(steps, lines, column_major);
-                    let b = MatRef {
-                        ptr: data.as_ptr(),
-                        rows: steps,
-                        cols: lines,
-                        rs,
-                        cs,
-                    };
+                    let (_data, b) = matrix(steps, lines, column_major);
                     let nr = <Portable as Kernel>::NR;
                     let mut sliver = vec![f32::NAN; nr * kc];
                     // SAFETY: as above.
